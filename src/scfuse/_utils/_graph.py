@@ -1,0 +1,154 @@
+"""Sparse cell-graph helpers. Nothing here builds a dense n x n matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def knn_search(rep: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest other cells: ``(indices, distances)``, each ``n x n_neighbors``, self excluded.
+
+    Uses scikit-learn's chunked search, so memory stays O(n * n_neighbors).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n = rep.shape[0]
+    k = min(n_neighbors + 1, n)
+    nn = NearestNeighbors(n_neighbors=k, metric=metric)
+    nn.fit(rep)
+    dist, idx = nn.kneighbors(rep)
+    # drop each cell itself (normally column 0; duplicates can swap the order)
+    out_i = np.empty((n, k - 1), dtype=np.int64)
+    out_d = np.empty((n, k - 1), dtype=np.float64)
+    rows = np.arange(n)
+    first_is_self = idx[:, 0] == rows
+    out_i[first_is_self] = idx[first_is_self, 1:]
+    out_d[first_is_self] = dist[first_is_self, 1:]
+    for r in np.flatnonzero(~first_is_self):
+        keep = idx[r] != r
+        sel = np.flatnonzero(keep)[: k - 1]
+        out_i[r] = idx[r, sel]
+        out_d[r] = dist[r, sel]
+    return out_i, np.maximum(out_d, 0.0)
+
+
+def knn_to_csr(indices: np.ndarray, values: np.ndarray, n: int) -> sp.csr_matrix:
+    rows = np.repeat(np.arange(n), indices.shape[1])
+    mat = sp.csr_matrix((values.ravel().astype(np.float32), (rows, indices.ravel())), shape=(n, n))
+    mat.sum_duplicates()
+    return mat
+
+
+def symmetrize_max(mat: sp.spmatrix) -> sp.csr_matrix:
+    mat = sp.csr_matrix(mat)
+    return sp.csr_matrix(mat.maximum(mat.T))
+
+
+def gauss_weights(indices: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
+    """Adaptive Gaussian kernel of AttentionAE-sc on the kNN edges only (sparse, symmetric).
+
+    ``sigma_i`` is half the distance to the furthest of the cell's ``k`` neighbours and
+    ``W_ij = sqrt(2 s_i s_j / (s_i^2 + s_j^2)) exp(-d_ij^2 / (s_i^2 + s_j^2))``.
+    """
+    n = indices.shape[0]
+    sigma = np.maximum(distances[:, -1] / 2.0, 1e-12)
+    si = sigma[:, None]
+    sj = sigma[indices]
+    denom = si**2 + sj**2
+    w = np.sqrt(2 * si * sj / denom) * np.exp(-(distances**2) / denom)
+    w[w < 1e-14] = 0.0
+    mat = knn_to_csr(indices, w, n)
+    mat = symmetrize_max(mat)
+    mat.eliminate_zeros()
+    return mat
+
+
+def binary_adjacency(conn: sp.spmatrix) -> sp.csr_matrix:
+    """Symmetric 0/1 adjacency with the pattern of ``conn`` (diagonal removed)."""
+    a = sp.csr_matrix(conn, dtype=np.float32, copy=True)
+    a.setdiag(0)
+    a.eliminate_zeros()
+    a.data[:] = 1.0
+    return symmetrize_max(a)
+
+
+def normalize_adjacency(adj: sp.spmatrix, mode: str = "sym", *, self_loops: bool = True) -> sp.csr_matrix:
+    """``D^-1/2 (A+I) D^-1/2`` (``mode="sym"``) or ``D^-1 (A+I)`` (``mode="row"``), sparse."""
+    a = sp.csr_matrix(adj, dtype=np.float32, copy=True)
+    if self_loops:
+        a.setdiag(1.0)
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    deg[deg == 0] = 1.0
+    if mode == "sym":
+        d = sp.diags(1.0 / np.sqrt(deg))
+        out = d @ a @ d
+    elif mode == "row":
+        out = sp.diags(1.0 / deg) @ a
+    else:
+        raise ValueError(f"mode must be 'sym' or 'row', got {mode!r}.")
+    return sp.csr_matrix(out, dtype=np.float32)
+
+
+def to_torch_sparse(mat: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    coo = sp.coo_matrix(mat)
+    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    val = torch.from_numpy(coo.data.astype(np.float32))
+    return torch.sparse_coo_tensor(idx, val, coo.shape, device=device, check_invariants=False).coalesce()
+
+
+def neighbor_table(adj: sp.spmatrix, max_neighbors: int, *, include_self: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Padded neighbour lists: ``(index, mask)`` of shape ``n x K``; a row keeps its strongest edges.
+
+    Column 0 is the cell itself when ``include_self``. Padding entries point at the cell itself and are masked out.
+    ``K`` is the largest degree (at most ``max_neighbors``) plus the self column.
+    """
+    a = sp.csr_matrix(adj, dtype=np.float32, copy=True)
+    a.setdiag(0)
+    a.eliminate_zeros()
+    n = a.shape[0]
+    lens = np.diff(a.indptr)
+    width_nb = int(min(lens.max() if n else 0, max_neighbors))
+    off = int(include_self)
+    width = width_nb + off
+    index = np.repeat(np.arange(n)[:, None], max(width, 1), axis=1)
+    mask = np.zeros(index.shape, dtype=bool)
+    if include_self:
+        mask[:, 0] = True
+    if a.nnz and width_nb > 0:
+        rows = np.repeat(np.arange(n), lens)
+        order = np.lexsort((-a.data, rows))  # by row, strongest first
+        pos = np.arange(a.nnz) - a.indptr[rows]
+        keep = pos < width_nb
+        cols = a.indices[order]
+        index[rows[keep], pos[keep] + off] = cols[keep]
+        mask[rows[keep], pos[keep] + off] = True
+    return index, mask
+
+
+def sample_edges(
+    adj: sp.csr_matrix, n_pos: int, rng: np.random.Generator, *, neg_ratio: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample positive edges of ``adj`` and as many (times ``neg_ratio``) random pairs as negatives.
+
+    Returns ``(rows, cols, target)`` with target 1 for sampled edges, 0 for sampled non-edges.
+    Random pairs that happen to be edges are labelled 1.
+    """
+    coo = sp.coo_matrix(adj)
+    n = adj.shape[0]
+    m = coo.nnz
+    if m:
+        pick = rng.integers(0, m, size=min(n_pos, m))
+        pr, pc = coo.row[pick], coo.col[pick]
+    else:
+        pr = pc = np.zeros(0, dtype=np.int64)
+    n_neg = max(1, int(round(max(len(pr), 1) * neg_ratio)))
+    nr = rng.integers(0, n, size=n_neg)
+    nc = rng.integers(0, n, size=n_neg)
+    a = sp.csr_matrix(adj)
+    neg_t = np.asarray(a[nr, nc]).ravel() > 0
+    rows = np.concatenate([pr, nr]).astype(np.int64)
+    cols = np.concatenate([pc, nc]).astype(np.int64)
+    target = np.concatenate([np.ones(len(pr)), neg_t.astype(float)]).astype(np.float32)
+    return rows, cols, target

@@ -1,0 +1,398 @@
+"""The model API shared by every method: data set-up, training, embedding, prediction, save and load."""
+
+from __future__ import annotations
+
+import copy as _copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from scanpy import logging as logg
+
+from .._utils._device import resolve_device
+from .._utils._random import deterministic_algorithms, resolve_seed, seed_everything
+from .._utils._validate import check_adata, check_n_clusters, check_positive_int, get_counts
+from ._data import CellData, Preprocessor, get_graph
+from ._trainer import show_progress
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+_REGISTRY: dict[str, type[FusionModel]] = {}
+
+
+def register(cls: type[FusionModel]) -> type[FusionModel]:
+    """Class decorator: make a model available as ``scfuse.tl.cluster(method=cls.method_name)``."""
+    _REGISTRY[cls.method_name] = cls
+    return cls
+
+
+def get_model_class(method: str) -> type[FusionModel]:
+    if method not in _REGISTRY:
+        raise ValueError(f"Unknown method {method!r}. Known methods: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY[method]
+
+
+def registered_methods() -> dict[str, type[FusionModel]]:
+    return dict(_REGISTRY)
+
+
+class FusionModel:
+    """Base class of the fusion clustering models.
+
+    A subclass sets the class attributes below, builds its torch module in :meth:`_build_module` and implements
+    :meth:`_fit` (the whole training schedule) and :meth:`_infer` (a no-grad pass over all cells that returns the
+    embedding and soft assignments).
+    """
+
+    method_name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    #: defaults of the preprocessing
+    n_top_genes: ClassVar[int | None] = 2000
+    input_transform: ClassVar[str] = "zscore"
+    min_cells: ClassVar[float] = 1
+    uses_counts: ClassVar[bool] = True
+    uses_graph: ClassVar[bool] = True
+    adjacency: ClassVar[str] = "sym"
+    #: edge weights of the graph the method was published with (``scfuse.pp.build_graph(method=...)``)
+    graph_method: ClassVar[str] = "knn"
+    #: default hyper-parameters (architecture, loss weights, schedule); overridable by keyword
+    default_hparams: ClassVar[dict[str, Any]] = {}
+    #: default epochs of train(): enough epochs for about ``*_steps`` optimiser steps, within ``*_epoch_range``
+    #: (a step is one mini-batch; small data sets get more epochs, large ones fewer)
+    default_pretrain_steps: ClassVar[int] = 300
+    default_pretrain_epoch_range: ClassVar[tuple[int, int]] = (10, 200)
+    default_cluster_steps: ClassVar[int] = 200
+    default_cluster_epoch_range: ClassVar[tuple[int, int]] = (5, 50)
+    default_batch_size: ClassVar[int] = 256
+    default_learning_rate: ClassVar[float] = 1e-3
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        n_clusters: int | None = None,
+        resolution: float = 1.0,
+        layer: str | None = "counts",
+        neighbors_key: str | None = "scfuse",
+        obsp: str | None = None,
+        n_top_genes: int | None = None,
+        random_state: int | None = 0,
+        **hparams: Any,
+    ) -> None:
+        check_adata(adata)
+        unknown = set(hparams) - set(self.default_hparams)
+        if unknown:
+            raise TypeError(
+                f"Unknown argument(s) for method {self.method_name!r}: {sorted(unknown)}. "
+                f"Valid model arguments: {sorted(self.default_hparams)}."
+            )
+        self.hparams = {**_copy.deepcopy(self.default_hparams), **hparams}
+        self.n_clusters_requested = check_n_clusters(n_clusters, adata.n_obs)
+        if not (isinstance(resolution, int | float) and resolution > 0):
+            raise ValueError(f"resolution must be a positive number, got {resolution!r}.")
+        self.resolution = float(resolution)
+        self.layer = layer
+        self.neighbors_key = neighbors_key
+        self.obsp = obsp
+        self.random_state = resolve_seed(random_state)
+        if adata.n_obs < 10:
+            raise ValueError(f"adata has {adata.n_obs} cells; at least 10 are needed to train a model.")
+        counts, self.counts_source = get_counts(adata, layer)
+        graph = get_graph(adata, neighbors_key, obsp) if self.uses_graph else None
+        self.preprocessor = Preprocessor(
+            n_top_genes=self.n_top_genes if n_top_genes is None else check_positive_int(n_top_genes, "n_top_genes", minimum=2),
+            input_transform=self.input_transform,
+            min_cells=self.min_cells,
+        )
+        self.preprocessor.fit(counts, adata.var_names)
+        self.data = self._make_data(counts, graph)
+        self.module: torch.nn.Module | None = None
+        self.centers: np.ndarray | None = None
+        self.n_clusters: int | None = None
+        self.n_clusters_estimated = False
+        self.history: dict[str, list[float]] = {}
+        self.extras: dict[str, Any] = {}
+        self.converged = False
+        self.is_trained = False
+        self.train_params: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        self._results: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ data
+    def _make_data(self, counts, graph) -> CellData:
+        x, raw, sf = self.preprocessor.transform(counts)
+        if graph is None:
+            import scipy.sparse as sp
+
+            graph = sp.csr_matrix((x.shape[0], x.shape[0]), dtype=np.float32)
+        return CellData(
+            x, raw if self.uses_counts else None, sf if self.uses_counts else None, graph, adjacency=self.adjacency
+        )
+
+    def _data_for(self, adata: AnnData | None) -> CellData:
+        if adata is None:
+            return self.data
+        check_adata(adata)
+        names = [str(v) for v in adata.var_names]
+        if names != self.preprocessor.var_names:
+            raise ValueError(
+                "adata.var_names differ from the genes the model was trained on "
+                f"({adata.n_vars} vs {len(self.preprocessor.var_names)} genes, or another order). "
+                "Subset and order the genes as in training: adata[:, model.var_names]."
+            )
+        counts, _ = get_counts(adata, self.layer)
+        graph = get_graph(adata, self.neighbors_key, self.obsp) if self.uses_graph else None
+        return self._make_data(counts, graph)
+
+    @property
+    def var_names(self) -> list[str]:
+        return list(self.preprocessor.var_names)
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        pretrain_epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        tol: float = 1e-3,
+        accelerator: str = "auto",
+        devices: int | str = "auto",
+        progress_bar: bool | None = None,
+    ) -> FusionModel:
+        """Train the model (pretraining, cluster initialisation, clustering stage).
+
+        Parameters
+        ----------
+        max_epochs
+            Maximum epochs of the clustering stage (method default when ``None``).
+        pretrain_epochs
+            Epochs of pretraining (method default when ``None``).
+        batch_size
+            Cells per mini-batch.
+        learning_rate
+            Learning rate of the main optimiser.
+        tol
+            Stop the clustering stage when fewer than this fraction of labels changes between epochs.
+        accelerator
+            ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"gpu"`` or ``"mps"``.
+        devices
+            CUDA device index or ``"auto"``.
+        progress_bar
+            Show a progress bar per phase (``None``: in notebooks and terminals).
+        """
+        self.device = resolve_device(accelerator, devices)
+        seed_everything(self.random_state)
+        self.rng = np.random.default_rng(self.random_state)
+        n = self.data.n
+        batch_size = self.default_batch_size if batch_size is None else check_positive_int(batch_size, "batch_size", minimum=2)
+        max_epochs = (
+            self.default_epochs(n, batch_size, self.default_cluster_steps, self.default_cluster_epoch_range)
+            if max_epochs is None
+            else check_positive_int(max_epochs, "max_epochs", minimum=0)
+        )
+        pretrain_epochs = (
+            self.default_epochs(n, batch_size, self.default_pretrain_steps, self.default_pretrain_epoch_range)
+            if pretrain_epochs is None
+            else check_positive_int(pretrain_epochs, "pretrain_epochs", minimum=0)
+        )
+        learning_rate = self.default_learning_rate if learning_rate is None else float(learning_rate)
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
+        if self.n_clusters_requested is not None and self.n_clusters_requested > n:
+            raise ValueError(f"n_clusters={self.n_clusters_requested} exceeds the number of cells ({n}).")
+        self.train_params = {
+            "max_epochs": max_epochs,
+            "pretrain_epochs": pretrain_epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "tol": tol,
+            "device": str(self.device),
+        }
+        self.history = {}
+        self.extras = {}
+        self.progress = show_progress(progress_bar)
+        t0 = time.perf_counter()
+        with deterministic_algorithms(self.device):
+            self._fit(
+                max_epochs=max_epochs,
+                pretrain_epochs=pretrain_epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                tol=tol,
+            )
+            raw = self._infer(self.data)
+        self.is_trained = True
+        self.train_params["train_time_s"] = round(time.perf_counter() - t0, 3)
+        used, counts = np.unique(raw["labels"], return_counts=True)
+        # clusters numbered by decreasing size; clusters no training cell is assigned to are dropped
+        self.label_order = used[np.argsort(-counts, kind="stable")]
+        self._results = self._postprocess(raw)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return self
+
+    @staticmethod
+    def default_epochs(n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]) -> int:
+        """Epochs giving about ``steps`` mini-batch steps on ``n`` cells, clipped to ``epoch_range``."""
+        per_epoch = max(1, int(np.ceil(n / batch_size)))
+        lo, hi = epoch_range
+        return int(min(hi, max(lo, int(np.ceil(steps / per_epoch)))))
+
+    def _fit(self, **kwargs) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _init_clusters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """k and centres from the pretrained embedding: Leiden when ``n_clusters`` is None, else k-means."""
+        from ..tl._estimate_k import initial_clusters
+
+        labels, centers = initial_clusters(
+            z,
+            self.n_clusters_requested,
+            resolution=self.resolution,
+            random_state=self.random_state,
+            min_size=self.hparams.get("min_cluster_size", 1),
+        )
+        self.n_clusters = centers.shape[0]
+        self.n_clusters_estimated = self.n_clusters_requested is None
+        logg.info(
+            f"    {self.n_clusters} clusters "
+            + ("estimated by Leiden on the pretrained embedding" if self.n_clusters_estimated else "(given)")
+        )
+        return labels, centers
+
+    # ------------------------------------------------------------------ inference
+    def _infer(self, data: CellData) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """No-grad pass over all cells: ``{"latent": n x d, "proba": n x k}``."""
+        raise NotImplementedError
+
+    def _check_trained(self) -> None:
+        if not self.is_trained:
+            raise RuntimeError("The model is not trained yet; call .train() first.")
+
+    def _postprocess(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        proba = raw["proba"][:, self.label_order]
+        proba = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
+        return {"latent": raw["latent"], "proba": proba.astype(np.float32), "labels": proba.argmax(axis=1)}
+
+    def _outputs(self, adata: AnnData | None) -> dict[str, np.ndarray]:
+        self._check_trained()
+        if adata is None:
+            if self.data is None:
+                raise ValueError("This model was loaded without data; pass adata.")
+            if self._results is None:
+                self._results = self._postprocess(self._infer(self.data))
+            return self._results
+        return self._postprocess(self._infer(self._data_for(adata)))
+
+    def get_latent_representation(self, adata: AnnData | None = None) -> np.ndarray:
+        """The learned embedding of the training cells, or of new cells in ``adata`` (same genes, own graph)."""
+        return self._outputs(adata)["latent"]
+
+    def predict(self, adata: AnnData | None = None, *, soft: bool = False) -> np.ndarray:
+        """Cluster labels (``soft=False``) or soft assignments of the training cells or of new cells."""
+        out = self._outputs(adata)
+        return out["proba"] if soft else out["labels"]
+
+    # ------------------------------------------------------------------ persistence
+    def _init_args(self) -> dict[str, Any]:
+        return {
+            "n_clusters": self.n_clusters_requested,
+            "resolution": self.resolution,
+            "layer": self.layer,
+            "neighbors_key": self.neighbors_key,
+            "obsp": self.obsp,
+            "random_state": self.random_state,
+            **self.hparams,
+        }
+
+    def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Save weights, fitted preprocessing, genes, arguments and history to ``dir_path/model.pt``."""
+        self._check_trained()
+        d = Path(dir_path)
+        f = d / "model.pt"
+        if f.exists() and not overwrite:
+            raise FileExistsError(f"{f} exists; pass overwrite=True to replace it.")
+        d.mkdir(parents=True, exist_ok=True)
+        from .. import __version__
+
+        state = {
+            "class": type(self).__name__,
+            "method": self.method_name,
+            "scfuse_version": __version__,
+            "init_args": self._init_args(),
+            "preprocessor": self.preprocessor.state(),
+            "module_config": self._module_config(),
+            "module_state": {k: v.cpu() for k, v in self.module.state_dict().items()},
+            "centers": self.centers,
+            "n_clusters": self.n_clusters,
+            "n_clusters_estimated": self.n_clusters_estimated,
+            "history": self.history,
+            "extras": self.extras,
+            "converged": self.converged,
+            "train_params": self.train_params,
+            "label_order": self.label_order,
+        }
+        torch.save(state, f)
+        (d / "params.json").write_text(json.dumps({"method": self.method_name, "version": __version__}, indent=1))
+
+    @classmethod
+    def load(
+        cls, dir_path: str | os.PathLike, adata: AnnData | None = None, *, accelerator: str = "cpu", devices="auto"
+    ) -> FusionModel:
+        """Load a saved model. ``adata`` (same genes as in training) becomes the model's data; may be omitted."""
+        f = Path(dir_path) / "model.pt"
+        if not f.is_file():
+            raise FileNotFoundError(f"No saved model at {f}.")
+        state = torch.load(f, map_location="cpu", weights_only=False)
+        klass = get_model_class(state["method"]) if cls is FusionModel else cls
+        if klass.method_name != state["method"]:
+            raise ValueError(f"{f} holds a {state['method']!r} model, not {klass.method_name!r}.")
+        self = klass.__new__(klass)
+        args = dict(state["init_args"])
+        self.hparams = {k: args.pop(k) for k in list(args) if k in klass.default_hparams}
+        self.n_clusters_requested = args["n_clusters"]
+        self.resolution = args["resolution"]
+        self.layer = args["layer"]
+        self.neighbors_key = args["neighbors_key"]
+        self.obsp = args["obsp"]
+        self.random_state = args["random_state"]
+        self.preprocessor = Preprocessor.from_state(state["preprocessor"])
+        self.device = resolve_device(accelerator, devices)
+        self.centers = state["centers"]
+        self.n_clusters = state["n_clusters"]
+        self.n_clusters_estimated = state["n_clusters_estimated"]
+        self.history = state["history"]
+        self.extras = state["extras"]
+        self.converged = state["converged"]
+        self.train_params = state["train_params"]
+        self.label_order = state["label_order"]
+        self.module = self._build_module(**state["module_config"]).to(self.device)
+        self.module.load_state_dict(state["module_state"])
+        self.module.eval()
+        self.is_trained = True
+        self._results = None
+        self.data = None
+        if adata is not None:
+            self.data = self._data_for(adata)
+        self.counts_source = None
+        return self
+
+    def _module_config(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _build_module(self, **config) -> torch.nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        n = None if self.data is None else self.data.n
+        return (
+            f"{type(self).__name__}(method={self.method_name!r}, n_cells={n}, "
+            f"n_genes={len(self.preprocessor.genes)}, n_clusters={self.n_clusters}, trained={self.is_trained})"
+        )

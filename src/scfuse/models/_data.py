@@ -1,0 +1,266 @@
+"""Turning an AnnData into model tensors, and mini-batches that keep graph neighbourhoods together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .._utils._graph import binary_adjacency, neighbor_table, normalize_adjacency, to_torch_sparse
+from .._utils._validate import get_counts
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@dataclass
+class Preprocessor:
+    """Fitted gene selection and input transform; re-applied unchanged to new cells (``predict``/``transfer``).
+
+    ``input_transform``: ``"zscore"`` (per-gene z-score of log-normalised counts), ``"log"`` (log-normalised,
+    unscaled) or ``"minmax_l2"`` (per-gene min-max scaling then per-cell L2 normalisation).
+    """
+
+    n_top_genes: int | None = 2000
+    input_transform: str = "zscore"
+    min_cells: float = 1  # a gene must be non-zero in at least this many cells (a fraction when < 1)
+    # fitted
+    var_names: list[str] = field(default_factory=list)  # all genes of the training data
+    genes: np.ndarray | None = None  # indices of the model's genes into var_names
+    target_sum: float | None = None  # normalisation target (median library size of the training cells)
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def fit(self, counts: sp.csr_matrix, var_names) -> None:
+        import anndata as ad
+        import scanpy as sc
+
+        self.var_names = [str(v) for v in var_names]
+        n = counts.shape[0]
+        min_cells = self.min_cells * n if self.min_cells < 1 else self.min_cells
+        nonzero = np.asarray((counts > 0).sum(axis=0)).ravel()
+        keep = np.flatnonzero(nonzero >= max(min_cells, 1))
+        if keep.size < 2:
+            raise ValueError("Fewer than 2 genes are expressed in enough cells to train a model.")
+        lib = np.asarray(counts.sum(axis=1)).ravel()
+        self.target_sum = float(np.median(lib))
+        logx = self._log_normalize(counts[:, keep], lib)
+        if self.n_top_genes is not None and self.n_top_genes < keep.size:
+            tmp = ad.AnnData(logx)
+            hv = sc.pp.highly_variable_genes(tmp, n_top_genes=self.n_top_genes, flavor="seurat", inplace=False)
+            sel = np.flatnonzero(hv["highly_variable"].to_numpy())
+            keep, logx = keep[sel], logx[:, sel]
+        self.genes = keep
+        dense = logx.toarray()
+        if self.input_transform == "zscore":
+            self.center = dense.mean(axis=0)
+            sd = dense.std(axis=0)
+            sd[sd == 0] = 1.0
+            self.scale = sd
+        elif self.input_transform == "minmax_l2":
+            self.center = dense.min(axis=0)
+            rng_ = dense.max(axis=0) - self.center
+            rng_[rng_ == 0] = 1.0
+            self.scale = rng_
+        elif self.input_transform == "log":
+            self.center = np.zeros(dense.shape[1])
+            self.scale = np.ones(dense.shape[1])
+        else:
+            raise ValueError(f"Unknown input_transform {self.input_transform!r}.")
+
+    def _log_normalize(self, counts: sp.csr_matrix, lib: np.ndarray) -> sp.csr_matrix:
+        factors = self.target_sum / np.maximum(lib, 1e-12)
+        out = sp.csr_matrix(sp.diags(factors.astype(np.float32)) @ counts, dtype=np.float32)
+        out.data = np.log1p(out.data)
+        return out
+
+    def transform(self, counts: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(model input, raw counts of the model genes, size factors)``, dense float32."""
+        lib = np.asarray(counts.sum(axis=1)).ravel()
+        sub = counts[:, self.genes]
+        x = self._log_normalize(sub, lib).toarray()
+        x = ((x - self.center) / self.scale).astype(np.float32)
+        if self.input_transform == "minmax_l2":
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = x / np.maximum(norms, 1e-12)
+        size_factors = (lib / self.target_sum).astype(np.float32)
+        return x.astype(np.float32), sub.toarray().astype(np.float32), size_factors
+
+    def state(self) -> dict:
+        return {
+            "n_top_genes": self.n_top_genes,
+            "input_transform": self.input_transform,
+            "min_cells": self.min_cells,
+            "var_names": self.var_names,
+            "genes": self.genes,
+            "target_sum": self.target_sum,
+            "center": self.center,
+            "scale": self.scale,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Preprocessor:
+        return cls(**state)
+
+
+def get_graph(adata: AnnData, neighbors_key: str | None, obsp: str | None = None) -> sp.csr_matrix:
+    """The connectivities written by :func:`scfuse.pp.build_graph` (or ``sc.pp.neighbors``), checked."""
+    if obsp is not None and neighbors_key not in (None, "scfuse"):
+        raise ValueError("Pass either obsp or neighbors_key, not both.")
+    if obsp is not None:
+        if obsp not in adata.obsp:
+            raise KeyError(f"obsp={obsp!r} not found in adata.obsp (available: {list(adata.obsp.keys())}).")
+        conn = adata.obsp[obsp]
+    else:
+        key = neighbors_key or "neighbors"
+        if key not in adata.uns or "connectivities_key" not in adata.uns[key]:
+            raise KeyError(
+                f"No graph under neighbors_key={key!r} (adata.uns[{key!r}] is missing). "
+                f"Run scfuse.pp.build_graph(adata, key_added={key!r}) first, or pass the key of an existing graph."
+            )
+        ckey = adata.uns[key]["connectivities_key"]
+        if ckey not in adata.obsp:
+            raise KeyError(f"adata.uns[{key!r}] names obsp[{ckey!r}], which does not exist.")
+        conn = adata.obsp[ckey]
+    if conn.shape != (adata.n_obs, adata.n_obs):
+        raise ValueError(f"The graph has shape {conn.shape}, but adata has {adata.n_obs} cells.")
+    conn = sp.csr_matrix(conn, dtype=np.float32)
+    if conn.nnz and not np.all(np.isfinite(conn.data)):
+        raise ValueError("The graph holds NaN or infinite weights.")
+    if conn.nnz and conn.data.min() < 0:
+        raise ValueError("The graph holds negative weights.")
+    return conn
+
+
+@dataclass
+class GraphView:
+    """The graph a forward pass sees: a sparse normalised adjacency plus the attention neighbourhood.
+
+    In training the neighbourhood is ``mask``, a dense boolean ``b x b`` over the cells of a mini-batch (the batch's
+    induced subgraph plus self loops). In full-data inference it is a padded table ``neighbors`` /
+    ``neighbor_mask`` (``n x K``, the cell itself first), processed in chunks: no ``n x n`` tensor.
+    """
+
+    adj: torch.Tensor
+    mask: torch.Tensor | None = None
+    neighbors: torch.Tensor | None = None
+    neighbor_mask: torch.Tensor | None = None
+
+    def attention_kwargs(self) -> dict:
+        if self.neighbors is not None:
+            return {"neighbors": self.neighbors, "neighbor_mask": self.neighbor_mask}
+        return {"mask": self.mask}
+
+
+@dataclass
+class Batch:
+    index: np.ndarray  # global cell indices
+    x: torch.Tensor
+    counts: torch.Tensor | None
+    size_factors: torch.Tensor | None
+    graph: GraphView
+    adj_binary: sp.csr_matrix  # binary adjacency among the batch cells (for sampled reconstruction pairs)
+
+
+class CellData:
+    """Tensors of one dataset and a sampler of graph-local mini-batches."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        counts: np.ndarray | None,
+        size_factors: np.ndarray | None,
+        graph: sp.csr_matrix,
+        *,
+        adjacency: str = "sym",
+        max_attention_neighbors: int = 30,
+    ) -> None:
+        self.x = x
+        self.counts = counts
+        self.size_factors = size_factors
+        self.n = x.shape[0]
+        self.weights = sp.csr_matrix(graph, dtype=np.float32)
+        self.weights.setdiag(0)
+        self.weights.eliminate_zeros()
+        self.weights = sp.csr_matrix(self.weights.maximum(self.weights.T))
+        self.binary = binary_adjacency(self.weights)
+        self.adjacency = adjacency
+        self.max_attention_neighbors = max_attention_neighbors
+        self._full_view: dict = {}
+
+    def full_view(self, device: torch.device) -> GraphView:
+        key = str(device)
+        if key not in self._full_view:
+            adj = to_torch_sparse(normalize_adjacency(self.weights, self.adjacency), device)
+            idx, msk = neighbor_table(self.weights, self.max_attention_neighbors)
+            self._full_view[key] = GraphView(
+                adj=adj,
+                neighbors=torch.from_numpy(idx).to(device),
+                neighbor_mask=torch.from_numpy(msk).to(device),
+            )
+        return self._full_view[key]
+
+    def batch(self, index: np.ndarray, device: torch.device) -> Batch:
+        index = np.asarray(index)
+        sub_w = self.weights[index][:, index]
+        sub_b = self.binary[index][:, index]
+        adj = to_torch_sparse(normalize_adjacency(sub_w, self.adjacency), device)
+        # dense b x b mask of the batch subgraph (+ self): on CPU a masked batched matmul is ~10x faster than a
+        # gather of neighbour keys in the backward pass, and b is small
+        mask = torch.from_numpy((sub_b + sp.eye(len(index), dtype=np.float32)).toarray() > 0).to(device)
+        view = GraphView(adj=adj, mask=mask)
+        return Batch(
+            index=index,
+            x=torch.from_numpy(self.x[index]).to(device),
+            counts=None if self.counts is None else torch.from_numpy(self.counts[index]).to(device),
+            size_factors=None if self.size_factors is None else torch.from_numpy(self.size_factors[index]).to(device),
+            graph=view,
+            adj_binary=sp.csr_matrix(sub_b),
+        )
+
+    def full_batch(self, device: torch.device) -> Batch:
+        return Batch(
+            index=np.arange(self.n),
+            x=torch.from_numpy(self.x).to(device),
+            counts=None if self.counts is None else torch.from_numpy(self.counts).to(device),
+            size_factors=None if self.size_factors is None else torch.from_numpy(self.size_factors).to(device),
+            graph=self.full_view(device),
+            adj_binary=self.binary,
+        )
+
+    def epoch_batches(self, batch_size: int, rng: np.random.Generator, *, neighbors_per_seed: int = 3):
+        """Index arrays of one epoch: ``ceil(n / batch_size)`` batches of about ``batch_size`` cells.
+
+        Each batch is a set of random seed cells plus ``neighbors_per_seed`` random graph neighbours of each, so
+        that the graph convolution and the neighbour attention inside a batch see real edges. When
+        ``batch_size >= n`` the single batch is all cells.
+        """
+        if batch_size >= self.n:
+            yield np.arange(self.n)
+            return
+        n_steps = int(np.ceil(self.n / batch_size))
+        n_seeds = max(1, batch_size // (1 + neighbors_per_seed))
+        indptr, indices = self.binary.indptr, self.binary.indices
+        seeds_all = rng.permutation(self.n)
+        need = n_steps * n_seeds
+        if need > self.n:
+            seeds_all = np.concatenate([seeds_all] + [rng.permutation(self.n) for _ in range(need // self.n)])
+        for s in range(n_steps):
+            seeds = seeds_all[s * n_seeds : (s + 1) * n_seeds]
+            deg = indptr[seeds + 1] - indptr[seeds]
+            has = deg > 0
+            picks = [seeds]
+            if neighbors_per_seed > 0 and has.any():
+                offs = (rng.random((has.sum(), neighbors_per_seed)) * deg[has, None]).astype(np.int64)
+                picks.append(indices[indptr[seeds[has]][:, None] + offs].ravel())
+            idx = np.concatenate(picks)
+            _, first = np.unique(idx, return_index=True)
+            idx = idx[np.sort(first)]
+            if idx.size < batch_size:  # top up with random cells so every batch has about batch_size cells
+                extra = rng.choice(self.n, size=min(self.n, batch_size - idx.size + n_seeds), replace=False)
+                extra = extra[~np.isin(extra, idx)][: batch_size - idx.size]
+                idx = np.concatenate([idx, extra])
+            yield idx

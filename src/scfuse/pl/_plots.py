@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._keys import ClusterKeys
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def _cluster_record(adata: AnnData, key: str) -> dict:
+    if key not in adata.uns or "params" not in adata.uns[key]:
+        raise KeyError(f"adata.uns[{key!r}] not found; run scfuse.tl.cluster(adata, key_added={key!r}) first.")
+    return adata.uns[key]
+
+
+def embedding(
+    adata: AnnData,
+    basis: str = "attentionae",
+    *,
+    color: str | list[str] | None = None,
+    n_neighbors: int = 15,
+    random_state: int = 0,
+    show: bool | None = None,
+    ax: Axes | None = None,
+    return_fig: bool | None = None,
+    **kwargs: Any,
+):
+    """Scatter plot of the UMAP of a learned embedding, drawn with :func:`scanpy.pl.embedding`.
+
+    ``basis`` is the ``key_added`` of :func:`scfuse.tl.cluster` (its embedding ``obsm[f"X_{basis}"]``) or any
+    ``obsm`` key. When the embedding has more than 2 dimensions its UMAP is computed once (kNN graph of the
+    embedding, :func:`scanpy.tl.umap`) and cached in ``obsm[f"X_{basis}_umap"]``; ``adata.uns["neighbors"]`` and
+    ``obsm["X_umap"]`` are left as they were.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    basis
+        Key of the clustering run or of ``adata.obsm``.
+    color
+        Keys of ``obs`` or genes to colour by; defaults to the cluster labels ``obs[basis]`` when present.
+    n_neighbors, random_state
+        Of the cached UMAP.
+    show, ax, return_fig, **kwargs
+        Passed to :func:`scanpy.pl.embedding`.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata)
+    >>> scfuse.tl.cluster(adata, pretrain_epochs=2, max_epochs=2, progress_bar=False)
+    >>> ax = scfuse.pl.embedding(adata, "attentionae", color="group", show=False)
+    """
+    import scanpy as sc
+
+    keys = ClusterKeys(basis)
+    if keys.embedding in adata.obsm:
+        emb_key = keys.embedding
+    elif basis in adata.obsm:
+        emb_key = basis
+    else:
+        raise KeyError(f"No embedding for basis={basis!r}: neither obsm[{keys.embedding!r}] nor obsm[{basis!r}] exists.")
+    if color is None and basis in adata.obs:
+        color = basis
+    emb = np.asarray(adata.obsm[emb_key])
+    if emb.shape[1] == 2:
+        plot_key = emb_key
+    else:
+        plot_key = f"{emb_key}_umap"
+        if plot_key not in adata.obsm:
+            import anndata as ad
+
+            tmp = ad.AnnData(np.zeros((adata.n_obs, 0), dtype=np.float32), obs=adata.obs[[]].copy())
+            tmp.obsm["rep"] = emb
+            sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="rep", random_state=random_state)
+            sc.tl.umap(tmp, random_state=random_state)
+            adata.obsm[plot_key] = tmp.obsm["X_umap"]
+    return sc.pl.embedding(adata, basis=plot_key, color=color, show=show, ax=ax, return_fig=return_fig, **kwargs)
+
+
+def history(adata: AnnData, key: str = "attentionae", *, show: bool | None = None, return_fig: bool = False) -> Figure | None:
+    """Loss curves of each training phase and the fraction of labels that changed per clustering epoch.
+
+    Reads ``adata.uns[key]["history"]`` written by :func:`scfuse.tl.cluster`.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata)
+    >>> scfuse.tl.cluster(adata, pretrain_epochs=3, max_epochs=3, progress_bar=False)
+    >>> fig = scfuse.pl.history(adata, "attentionae", show=False, return_fig=True)
+    """
+    import matplotlib.pyplot as plt
+
+    hist = _cluster_record(adata, key).get("history", {})
+    series = {k: np.asarray(v) for k, v in hist.items() if len(np.atleast_1d(v))}
+    if not series:
+        raise ValueError(f"adata.uns[{key!r}]['history'] is empty.")
+    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
+    for ax, (name, vals) in zip(axes[0], sorted(series.items()), strict=True):
+        ax.plot(np.arange(1, len(vals) + 1), vals, marker="." if len(vals) < 50 else None)
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("epoch")
+        if "loss" in name and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-12) > 20:
+            ax.set_yscale("log")
+    fig.suptitle(f"scfuse {key} training history")
+    fig.tight_layout()
+    if show or (show is None and not return_fig):
+        plt.show()
+    return fig if return_fig else None
+
+
+def cluster_proba(
+    adata: AnnData, key: str = "attentionae", *, show: bool | None = None, return_fig: bool = False
+) -> Figure | None:
+    """Heat map of the soft assignments ``obsm[f"{key}_proba"]``, cells sorted by cluster and confidence.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata)
+    >>> scfuse.tl.cluster(adata, pretrain_epochs=2, max_epochs=2, progress_bar=False)
+    >>> fig = scfuse.pl.cluster_proba(adata, show=False, return_fig=True)
+    """
+    import matplotlib.pyplot as plt
+
+    keys = ClusterKeys(key)
+    if keys.proba not in adata.obsm:
+        raise KeyError(f"adata.obsm[{keys.proba!r}] not found; run scfuse.tl.cluster(adata, key_added={key!r}).")
+    proba = np.asarray(adata.obsm[keys.proba])
+    labels = proba.argmax(axis=1)
+    order = np.lexsort((-proba.max(axis=1), labels))
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.4 * proba.shape[1] + 2), 4.0))
+    im = ax.imshow(proba[order], aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("cells (sorted)")
+    ax.set_yticks([])
+    ax.set_xticks(range(proba.shape[1]))
+    fig.colorbar(im, ax=ax, label="assignment probability")
+    ax.set_title(f"{key}: soft assignments")
+    fig.tight_layout()
+    if show or (show is None and not return_fig):
+        plt.show()
+    return fig if return_fig else None

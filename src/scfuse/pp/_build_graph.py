@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from scanpy import logging as logg
+
+from .._keys import GraphKeys
+from .._utils._graph import binary_adjacency, gauss_weights, knn_search, knn_to_csr
+from .._utils._random import resolve_seed
+from .._utils._validate import check_adata, check_finite, check_positive_int, looks_like_counts
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+GraphMethod = Literal["gauss", "knn", "umap"]
+
+
+def log_hvg_matrix(counts, n_top_genes: int | None) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Library-size normalise (to the median), log1p and keep the top ``n_top_genes`` HVGs (scanpy, flavor seurat).
+
+    Returns the log-normalised HVG matrix (sparse) and the column indices of the genes kept.
+    Genes without any count are dropped first. ``counts`` is never modified.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    keep = np.flatnonzero(np.asarray((counts > 0).sum(axis=0)).ravel() > 0)
+    tmp = ad.AnnData(counts[:, keep].copy())
+    sc.pp.normalize_total(tmp)
+    sc.pp.log1p(tmp)
+    if n_top_genes is not None and n_top_genes < tmp.n_vars:
+        hv = sc.pp.highly_variable_genes(tmp, n_top_genes=n_top_genes, flavor="seurat", inplace=False)
+        sel = np.flatnonzero(hv["highly_variable"].to_numpy())
+        return sp.csr_matrix(tmp.X[:, sel]), keep[sel]
+    return sp.csr_matrix(tmp.X), keep
+
+
+def compute_representation(
+    adata: AnnData, *, layer: str | None, n_top_genes: int, n_pcs: int, random_state: int
+) -> np.ndarray:
+    """PCA of the z-scored log-normalised HVGs of ``layer`` (or of ``X``), computed on copies."""
+    from sklearn.decomposition import PCA
+
+    mat = adata.X if layer is None else adata.layers[layer]
+    check_finite(mat, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    if looks_like_counts(mat, sample=200_000):
+        logx, _ = log_hvg_matrix(mat, n_top_genes)
+        dense = logx.toarray()
+    else:  # already normalised by the user: use as is, HVG by variance
+        dense = mat.toarray() if sp.issparse(mat) else np.asarray(mat, dtype=np.float64)
+        if n_top_genes < dense.shape[1]:
+            sel = np.argsort(-dense.var(axis=0))[:n_top_genes]
+            dense = dense[:, np.sort(sel)]
+    dense = dense.astype(np.float64)
+    dense -= dense.mean(axis=0)
+    sd = dense.std(axis=0)
+    sd[sd == 0] = 1.0
+    dense /= sd
+    np.clip(dense, -10, 10, out=dense)
+    n_comp = int(min(n_pcs, dense.shape[0] - 1, dense.shape[1]))
+    return PCA(n_components=n_comp, random_state=random_state, svd_solver="auto").fit_transform(dense).astype(np.float32)
+
+
+def build_graph(
+    adata: AnnData,
+    n_neighbors: int = 15,
+    *,
+    method: GraphMethod = "gauss",
+    use_rep: str | None = None,
+    n_pcs: int = 50,
+    metric: str = "cosine",
+    layer: str | None = None,
+    n_top_genes: int = 2000,
+    key_added: str = "scfuse",
+    random_state: int | None = 0,
+    copy: bool = False,
+) -> AnnData | None:
+    """Build a sparse cell-cell kNN graph in scanpy's neighbors layout.
+
+    The graph is what the fusion models of :func:`scfuse.tl.cluster` propagate over. It is stored exactly as
+    :func:`scanpy.pp.neighbors` stores a graph under a key, so ``sc.tl.umap(adata, neighbors_key=key_added)``
+    and ``sc.tl.leiden(adata, neighbors_key=key_added)`` read it too. No dense ``n x n`` matrix is built:
+    memory grows as ``n * n_neighbors``.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (cells x genes).
+    n_neighbors
+        Number of nearest neighbours of each cell (the cell itself not counted).
+    method
+        Edge weights. ``"gauss"``: AttentionAE-sc's adaptive Gaussian kernel, evaluated on the kNN edges only
+        (``sigma_i`` = half the distance to the cell's furthest neighbour), symmetrised by the maximum.
+        ``"knn"``: binary symmetrised kNN graph (scASDC, scDEFER, scCAGN). ``"umap"``: UMAP's fuzzy
+        simplicial set, as :func:`scanpy.pp.neighbors`.
+    use_rep
+        Key of ``adata.obsm`` (or ``"X"``) to search neighbours in. ``None`` uses ``obsm["X_pca"]`` when present,
+        else computes a PCA of the z-scored log-normalised highly variable genes of ``layer`` on a copy and
+        stores it in ``obsm[f"X_{key_added}_pca"]`` (``adata.X`` is never changed).
+    n_pcs
+        Number of principal components when a PCA is computed here.
+    metric
+        Distance metric of the neighbour search (any scikit-learn metric).
+    layer
+        Layer with counts (or normalised values) for the PCA computed when ``use_rep`` is ``None``;
+        ``None`` uses ``layers["counts"]`` when present, else ``X``.
+    n_top_genes
+        Highly variable genes kept for that PCA.
+    key_added
+        Graph key: fields are ``obsp[f"{key_added}_connectivities"]``, ``obsp[f"{key_added}_distances"]`` and
+        ``uns[key_added]``. ``"neighbors"`` writes scanpy's default fields.
+    random_state
+        Seed of the PCA.
+    copy
+        Return a modified copy instead of writing to ``adata``.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``. Sets
+
+    ``adata.obsp[f"{key_added}_connectivities"]`` : :class:`scipy.sparse.csr_matrix`
+        Symmetric edge weights.
+    ``adata.obsp[f"{key_added}_distances"]`` : :class:`scipy.sparse.csr_matrix`
+        Distances to each cell's ``n_neighbors`` nearest neighbours.
+    ``adata.uns[key_added]`` : :class:`dict`
+        ``{"connectivities_key", "distances_key", "params": {"n_neighbors", "method", "metric", "use_rep", ...}}``.
+    ``adata.obsm[f"X_{key_added}_pca"]``
+        Only when the PCA was computed here.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata, n_neighbors=10)
+    >>> adata.obsp["scfuse_connectivities"].shape
+    (300, 300)
+    """
+    start = logg.info(f"building the {method!r} kNN graph")
+    check_adata(adata)
+    n_neighbors = check_positive_int(n_neighbors, "n_neighbors")
+    if method not in ("gauss", "knn", "umap"):
+        raise ValueError(f"method must be one of 'gauss', 'knn', 'umap', got {method!r}.")
+    if adata.n_obs <= n_neighbors:
+        raise ValueError(
+            f"adata has {adata.n_obs} cells, which is not more than n_neighbors={n_neighbors}; "
+            "lower n_neighbors or use more cells."
+        )
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"Layer {layer!r} not found in adata.layers (available: {list(adata.layers.keys())}).")
+    seed = resolve_seed(random_state)
+    keys = GraphKeys("neighbors" if key_added == "neighbors" else key_added)
+
+    # everything is computed before anything is written
+    pca_to_write = None
+    if use_rep is None and "X_pca" in adata.obsm:
+        use_rep = "X_pca"
+    if use_rep is None:
+        if layer is None and "counts" in adata.layers:
+            layer = "counts"
+        rep = compute_representation(adata, layer=layer, n_top_genes=n_top_genes, n_pcs=n_pcs, random_state=seed)
+        pca_to_write = rep
+        rep_key = keys.pca
+    elif use_rep == "X":
+        rep = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+        rep_key = "X"
+    else:
+        if use_rep not in adata.obsm:
+            raise KeyError(f"use_rep={use_rep!r} not found in adata.obsm (available: {list(adata.obsm.keys())}).")
+        rep = np.asarray(adata.obsm[use_rep])
+        rep_key = use_rep
+    rep = np.asarray(rep, dtype=np.float32)
+    check_finite(rep, f"the representation {rep_key!r}")
+
+    idx, dist = knn_search(rep, n_neighbors, metric=metric)
+    n = adata.n_obs
+    distances = knn_to_csr(idx, dist, n)
+    if method == "gauss":
+        conn = gauss_weights(idx, dist)
+    elif method == "knn":
+        conn = binary_adjacency(knn_to_csr(idx, np.ones_like(dist), n))
+    else:
+        from umap.umap_ import fuzzy_simplicial_set
+
+        knn_i = np.hstack([np.arange(n)[:, None], idx])
+        knn_d = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
+        conn, _, _ = fuzzy_simplicial_set(
+            sp.coo_matrix((n, 1)), n_neighbors + 1, seed, metric, knn_indices=knn_i, knn_dists=knn_d,
+            set_op_mix_ratio=1.0, local_connectivity=1.0,
+        )
+        conn = sp.csr_matrix(conn, dtype=np.float32)
+        conn.setdiag(0)
+        conn.eliminate_zeros()
+
+    params = {"n_neighbors": n_neighbors, "method": method, "metric": metric, "random_state": seed, "use_rep": rep_key}
+    if pca_to_write is not None:
+        params["n_pcs"] = int(pca_to_write.shape[1])
+        if layer is not None:
+            params["layer"] = layer
+
+    adata = adata.copy() if copy else adata
+    if pca_to_write is not None:
+        adata.obsm[keys.pca] = pca_to_write
+    conn_key = "connectivities" if key_added == "neighbors" else keys.connectivities
+    dist_key = "distances" if key_added == "neighbors" else keys.distances
+    adata.obsp[conn_key] = sp.csr_matrix(conn, dtype=np.float32)
+    adata.obsp[dist_key] = sp.csr_matrix(distances, dtype=np.float32)
+    adata.uns[key_added] = {"connectivities_key": conn_key, "distances_key": dist_key, "params": params}
+    logg.info(
+        "    finished",
+        time=start,
+        deep=f"added\n    '{conn_key}' and '{dist_key}' (adata.obsp), '{key_added}' (adata.uns)",
+    )
+    return adata if copy else None

@@ -1,0 +1,288 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scanpy import logging as logg
+
+from .._keys import ClusterKeys
+from .._utils._validate import check_adata
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from ..models import FusionModel
+
+Method = Literal["attentionae", "scasdc", "scdefer", "scamac", "sccagn"]
+
+
+def show_methods() -> pd.DataFrame:
+    """Table of the registered methods: name, model class, defaults and the paper to cite.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> "attentionae" in scfuse.tl.show_methods().index
+    True
+    """
+    from ..models import registered_methods
+
+    rows = []
+    for name, cls in sorted(registered_methods().items()):
+        rows.append(
+            {
+                "method": name,
+                "class": cls.__name__,
+                "n_top_genes": cls.n_top_genes,
+                "input": cls.input_transform,
+                "zinb_counts": cls.uses_counts,
+                "graph": cls.uses_graph,
+                "pretrain_steps": cls.default_pretrain_steps,
+                "cluster_steps": cls.default_cluster_steps,
+                "paper": cls.paper,
+            }
+        )
+    return pd.DataFrame(rows).set_index("method")
+
+
+def _h5ad_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _h5ad_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, tuple | list):
+        arr = np.asarray(value)
+        return arr if arr.dtype != object else [str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str, Any]) -> None:
+    """Write labels, embedding, soft assignments and the run record of a trained model into ``adata``."""
+    out = model._outputs(None)
+    labels, proba = out["labels"], out["proba"]
+    keys = ClusterKeys(key)
+    record = {
+        "params": _h5ad_safe(params),
+        "history": {k: np.asarray(v, dtype=np.float64) for k, v in model.history.items()},
+        "n_clusters": int(proba.shape[1]),
+        "converged": bool(model.converged),
+    }
+    if model.extras:
+        record["extras"] = _h5ad_safe(model.extras)
+    adata.obs[keys.labels] = pd.Categorical(
+        [str(v) for v in labels], categories=[str(i) for i in range(proba.shape[1])]
+    )
+    adata.obsm[keys.embedding] = np.asarray(out["latent"], dtype=np.float32)
+    adata.obsm[keys.proba] = np.asarray(proba, dtype=np.float32)
+    adata.uns[keys.uns] = record
+
+
+def cluster(
+    adata: AnnData,
+    method: Method = "attentionae",
+    *,
+    n_clusters: int | None = None,
+    resolution: float = 1.0,
+    layer: str | None = "counts",
+    neighbors_key: str | None = "scfuse",
+    obsp: str | None = None,
+    key_added: str | None = None,
+    n_top_genes: int | None = None,
+    max_epochs: int | None = None,
+    pretrain_epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    tol: float = 1e-3,
+    random_state: int | None = 0,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    progress_bar: bool | None = None,
+    return_model: bool = False,
+    copy: bool = False,
+    **method_kwargs: Any,
+) -> AnnData | None | tuple[AnnData | None, FusionModel]:
+    """Cluster cells with a deep fusion model (ZINB autoencoder + cell-graph network).
+
+    Trains the model of ``method`` on raw counts (``layer``) and the cell graph (``neighbors_key``), then writes
+    labels, the learned embedding, soft assignments and a record of the run, the way :func:`scanpy.tl.leiden`
+    does. The true labels are never read: with ``n_clusters=None`` the number of clusters is estimated by Leiden
+    at ``resolution`` on the pretrained embedding. ``adata`` is written to only after training succeeded; a
+    failed or interrupted call leaves it unchanged.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with raw counts in ``layers[layer]`` (or in ``X``).
+    method
+        ``"attentionae"`` (AttentionAE-sc), ``"scasdc"``, ``"scdefer"``, ``"scamac"`` or ``"sccagn"``;
+        see :func:`show_methods`.
+    n_clusters
+        Number of clusters. ``None`` estimates it (Leiden on the pretrained embedding); an integer starts the
+        clustering stage from k-means with that k.
+    resolution
+        Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters.
+    layer
+        Layer with raw counts. When ``"counts"`` is missing and ``X`` holds counts, ``X`` is used.
+    neighbors_key
+        Key of the graph written by :func:`scfuse.pp.build_graph` (or ``sc.pp.neighbors``).
+    obsp
+        Read the connectivities from ``adata.obsp[obsp]`` instead of ``neighbors_key``.
+    key_added
+        Name of the fields written; defaults to ``method``.
+    n_top_genes
+        Highly variable genes the model uses (method default when ``None``).
+    max_epochs
+        Maximum epochs of the clustering stage (method default when ``None``).
+    pretrain_epochs
+        Epochs of pretraining (method default when ``None``).
+    batch_size
+        Cells per mini-batch.
+    learning_rate
+        Learning rate (method default when ``None``).
+    tol
+        The clustering stage stops when fewer than this fraction of labels changes between epochs.
+    random_state
+        Seed of everything random (python, numpy, torch). Results are identical for a seed on CPU; GPU kernels
+        are not bit-exact.
+    accelerator
+        ``"auto"`` picks CUDA, then Apple MPS, then the CPU; or ``"cpu"``, ``"gpu"``, ``"mps"``.
+    devices
+        CUDA device index or ``"auto"``.
+    progress_bar
+        One progress bar per training phase; ``None`` shows them in notebooks and terminals.
+    return_model
+        Also return the trained model (for :func:`transfer`, ``save``/``load``).
+    copy
+        Work on and return a copy of ``adata``.
+    **method_kwargs
+        Model hyper-parameters of the method (architecture, loss weights); an unknown name lists the valid ones.
+
+    Returns
+    -------
+    ``None``, the copy when ``copy=True``, or ``(adata or None, model)`` with ``return_model=True``. Sets
+
+    ``adata.obs[key_added]`` : :class:`pandas.Categorical`
+        Cluster labels ``'0'``, ``'1'``, ... numbered by decreasing size.
+    ``adata.obsm[f"X_{key_added}"]`` : :class:`numpy.ndarray`
+        Learned embedding (use ``sc.pp.neighbors(adata, use_rep=f"X_{key_added}")`` or
+        :func:`scfuse.pl.embedding`).
+    ``adata.obsm[f"{key_added}_proba"]`` : :class:`numpy.ndarray`
+        Soft cluster assignments (cells x clusters).
+    ``adata.uns[key_added]`` : :class:`dict`
+        ``params`` (method, seeds, epochs, device, n_clusters and whether it was estimated, ...), ``history``
+        (per-epoch losses and label changes), ``n_clusters``, ``converged``.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata)
+    >>> scfuse.tl.cluster(adata, pretrain_epochs=2, max_epochs=2, progress_bar=False)
+    >>> adata.obs["attentionae"].dtype.name
+    'category'
+    """
+    from .. import __version__
+    from ..models import get_model_class
+
+    start = logg.info(f"clustering with {method!r}")
+    check_adata(adata)
+    klass = get_model_class(method)
+    key = method if key_added is None else key_added
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}.")
+
+    model = klass(
+        adata,
+        n_clusters=n_clusters,
+        resolution=resolution,
+        layer=layer,
+        neighbors_key=neighbors_key,
+        obsp=obsp,
+        n_top_genes=n_top_genes,
+        random_state=random_state,
+        **method_kwargs,
+    )
+    model.train(
+        max_epochs,
+        pretrain_epochs=pretrain_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        tol=tol,
+        accelerator=accelerator,
+        devices=devices,
+        progress_bar=progress_bar,
+    )
+    out = model._outputs(None)  # computed before anything is written
+    n_used = int(len(np.unique(out["labels"])))
+    params = {
+        "method": method,
+        "n_clusters": n_used,
+        "n_clusters_init": int(model.n_clusters),
+        "n_clusters_estimated": bool(model.n_clusters_estimated),
+        "resolution": resolution,
+        "layer": model.counts_source if model.uses_counts else layer,
+        "neighbors_key": neighbors_key,
+        "obsp": obsp,
+        "random_state": model.random_state,
+        "n_top_genes": int(len(model.preprocessor.genes)),
+        "scfuse_version": __version__,
+        **model.train_params,
+        "model_kwargs": {k: v for k, v in model.hparams.items()},
+    }
+
+    target = adata.copy() if copy else adata
+    write_results(target, model, key, params)
+    logg.info(
+        "    finished",
+        time=start,
+        deep=(
+            f"found {n_used} clusters and added\n"
+            f"    '{key}', the cluster labels (adata.obs, categorical)\n"
+            f"    'X_{key}', the embedding (adata.obsm)\n"
+            f"    '{key}_proba', soft assignments (adata.obsm)\n"
+            f"    '{key}', params, history (adata.uns)"
+        ),
+    )
+    result = target if copy else None
+    return (result, model) if return_model else result
+
+
+def transfer(
+    adata: AnnData,
+    model: FusionModel,
+    *,
+    key_added: str | None = None,
+    copy: bool = False,
+) -> AnnData | None:
+    """Map new cells onto a trained model: embedding, soft assignments and labels with the learned centres.
+
+    ``adata`` needs the training genes (same ``var_names`` in the same order), raw counts in the model's layer
+    and its own cell graph under the model's ``neighbors_key`` (:func:`scfuse.pp.build_graph`).
+
+    Returns
+    -------
+    ``None`` or the copy; sets ``obs[key_added]``, ``obsm[f"X_{key_added}"]``, ``obsm[f"{key_added}_proba"]``
+    and ``uns[key_added]["params"]`` (``key_added`` defaults to the model's method name).
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> ref = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3, random_state=0)
+    >>> scfuse.pp.build_graph(ref)
+    >>> _, model = scfuse.tl.cluster(ref, pretrain_epochs=2, max_epochs=2, return_model=True, progress_bar=False)
+    >>> query = ref[:100].copy()
+    >>> scfuse.pp.build_graph(query)
+    >>> scfuse.tl.transfer(query, model)
+    """
+    check_adata(adata)
+    key = model.method_name if key_added is None else key_added
+    out = model._outputs(adata)
+    k = out["proba"].shape[1]
+    target = adata.copy() if copy else adata
+    keys = ClusterKeys(key)
+    target.obs[keys.labels] = pd.Categorical([str(v) for v in out["labels"]], categories=[str(i) for i in range(k)])
+    target.obsm[keys.embedding] = np.asarray(out["latent"], dtype=np.float32)
+    target.obsm[keys.proba] = np.asarray(out["proba"], dtype=np.float32)
+    target.uns[keys.uns] = {"params": {"method": model.method_name, "transferred": True, "n_clusters": int(k)}}
+    return target if copy else None

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+import torch
+from helpers import FAST, assert_unchanged, snapshot
+
+import scfuse
+from scfuse._utils._validate import TrainingError
+
+
+def test_fields_written(clustered_base):
+    adata, model = clustered_base
+    key = "attentionae"
+    labels = adata.obs[key]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    k = adata.uns[key]["n_clusters"]
+    assert list(labels.cat.categories) == [str(i) for i in range(k)]
+    assert labels.value_counts().min() > 0  # no empty category
+    sizes = labels.value_counts().reindex(labels.cat.categories).to_numpy()
+    assert np.all(np.diff(sizes) <= 0)  # '0' is the largest cluster
+    emb = adata.obsm[f"X_{key}"]
+    assert emb.shape == (adata.n_obs, 16) and np.isfinite(emb).all()
+    proba = adata.obsm[f"{key}_proba"]
+    assert proba.shape == (adata.n_obs, k)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
+    rec = adata.uns[key]
+    assert set(rec) >= {"params", "history", "n_clusters", "converged"}
+    p = rec["params"]
+    assert p["method"] == key and p["random_state"] == 0 and p["device"] == "cpu"
+    assert p["n_clusters_estimated"] is True and p["n_clusters"] == k
+    assert p["pretrain_epochs"] == 3 and p["max_epochs"] == 2
+    assert len(rec["history"]["pretrain_loss"]) == 3
+    assert np.all(np.isfinite(rec["history"]["pretrain_loss"]))
+    assert 1 <= len(rec["history"]["cluster_delta_label"]) <= 2
+
+
+def test_h5ad_roundtrip(clustered_base, tmp_path):
+    import anndata as ad
+
+    adata, _ = clustered_base
+    f = tmp_path / "out.h5ad"
+    adata.write_h5ad(f)
+    back = ad.read_h5ad(f)
+    assert back.uns["attentionae"]["params"]["method"] == "attentionae"
+    np.testing.assert_array_equal(back.obs["attentionae"], adata.obs["attentionae"])
+
+
+def test_same_seed_same_result(sim):
+    a, b, c = sim.copy(), sim.copy(), sim.copy()
+    scfuse.tl.cluster(a, random_state=3, **FAST)
+    scfuse.tl.cluster(b, random_state=3, **FAST)
+    scfuse.tl.cluster(c, random_state=4, **FAST)
+    np.testing.assert_array_equal(a.obs["attentionae"], b.obs["attentionae"])
+    np.testing.assert_array_equal(a.obsm["X_attentionae"], b.obsm["X_attentionae"])
+    assert not np.array_equal(a.obsm["X_attentionae"], c.obsm["X_attentionae"])
+    assert a.uns["attentionae"]["params"]["random_state"] == 3
+
+
+def test_copy_and_key_added(sim):
+    snap = snapshot(sim)
+    out = scfuse.tl.cluster(sim, copy=True, key_added="fused", **FAST)
+    assert_unchanged(sim, snap)
+    assert "fused" in out.obs and "X_fused" in out.obsm and "fused_proba" in out.obsm and "fused" in out.uns
+    assert "attentionae" not in out.obs
+
+
+def test_given_n_clusters(sim):
+    scfuse.tl.cluster(sim, n_clusters=3, **FAST)
+    p = sim.uns["attentionae"]["params"]
+    assert p["n_clusters_init"] == 3 and p["n_clusters_estimated"] is False
+    assert sim.obs["attentionae"].nunique() <= 3
+
+
+def test_counts_from_x_when_no_layer(sim):
+    del sim.layers["counts"]
+    scfuse.tl.cluster(sim, **FAST)
+    assert sim.uns["attentionae"]["params"]["layer"] == "X"
+
+
+def test_rank_genes_groups_on_result(clustered_base):
+    adata = clustered_base[0].copy()
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.tl.rank_genes_groups(adata, groupby="attentionae", method="wilcoxon")
+    names = adata.uns["rank_genes_groups"]["names"]
+    assert len(names.dtype.names) == adata.obs["attentionae"].nunique()
+
+
+def test_umap_on_embedding(clustered_base):
+    adata = clustered_base[0].copy()
+    sc.pp.neighbors(adata, use_rep="X_attentionae", key_added="fz")
+    sc.tl.umap(adata, neighbors_key="fz")
+    assert adata.obsm["X_umap"].shape == (adata.n_obs, 2)
+
+
+def test_learning_on_simulated_groups():
+    """A working model separates well-separated simulated groups (fails for a broken model)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    adata = scfuse.datasets.simulate(600, 300, 4, de_scale=1.5, random_state=1)
+    scfuse.pp.build_graph(adata)
+    scfuse.tl.cluster(adata, n_clusters=4, pretrain_epochs=30, max_epochs=10, progress_bar=False)
+    assert adjusted_rand_score(adata.obs["group"], adata.obs["attentionae"]) > 0.8
+
+
+def test_show_methods():
+    table = scfuse.tl.show_methods()
+    assert "attentionae" in table.index
+    assert table.loc["attentionae", "zinb_counts"]
+
+
+# ---------------------------------------------------------------- bad input: clear error, adata unchanged
+def _expect_error(adata, exc, match, **kwargs):
+    snap = snapshot(adata)
+    with pytest.raises(exc, match=match):
+        scfuse.tl.cluster(adata, **{**FAST, **kwargs})
+    assert_unchanged(adata, snap)
+
+
+def test_error_unknown_method(sim):
+    _expect_error(sim, ValueError, "Known methods: .*attentionae", method="louvain")
+
+
+def test_error_unknown_kwarg(sim):
+    _expect_error(sim, TypeError, "Valid model arguments", n_latnet=5)
+
+
+def test_error_normalised_counts(sim):
+    sim.X = sim.X.copy()
+    sc.pp.normalize_total(sim)
+    del sim.layers["counts"]
+    _expect_error(sim, KeyError, "layers\\['counts'\\]")  # says how to keep counts
+    _expect_error(sim, ValueError, "non-integer", layer=None)
+
+
+def test_error_negative_values(sim):
+    bad = sim.layers["counts"].toarray()
+    bad[0, 0] = -1
+    sim.layers["counts"] = sp.csr_matrix(bad)
+    _expect_error(sim, ValueError, "negative")
+
+
+def test_error_nan_inf(sim):
+    for v in (np.nan, np.inf):
+        a = sim.copy()
+        bad = a.layers["counts"].toarray()
+        bad[1, 1] = v
+        a.layers["counts"] = sp.csr_matrix(bad)
+        _expect_error(a, ValueError, "NaN or infinite")
+
+
+def test_error_empty_cells(sim):
+    bad = sim.layers["counts"].tolil()
+    bad[5, :] = 0
+    sim.layers["counts"] = bad.tocsr()
+    _expect_error(sim, ValueError, "no counts")
+
+
+def test_empty_genes_are_dropped(sim):
+    bad = sim.layers["counts"].tolil()
+    bad[:, 7] = 0
+    sim.layers["counts"] = bad.tocsr()
+    _, model = scfuse.tl.cluster(sim, return_model=True, **FAST)
+    assert 7 not in set(model.preprocessor.genes)
+
+
+def test_error_all_genes_empty(sim):
+    sim.layers["counts"] = sp.csr_matrix(sim.shape, dtype=np.float32)
+    _expect_error(sim, ValueError, "no counts")
+
+
+def test_error_unknown_layer_and_graph(sim):
+    _expect_error(sim, KeyError, "Layer 'raw' not found", layer="raw")
+    _expect_error(sim, KeyError, "build_graph", neighbors_key="missing")
+    _expect_error(sim, KeyError, "obsp", obsp="missing", neighbors_key=None)
+
+
+def test_error_graph_size_mismatch(sim):
+    from scfuse.models._data import get_graph
+
+    class Stale:  # an object whose graph does not match its cells (anndata itself refuses such an obsp)
+        n_obs = sim.n_obs
+        uns = {"k": {"connectivities_key": "c"}}
+        obsp = {"c": sp.random(10, 10, density=0.3, format="csr", random_state=0)}
+
+    with pytest.raises(ValueError, match="shape"):
+        get_graph(Stale(), "k")
+
+
+def test_error_too_few_cells_and_bad_k(sim):
+    _expect_error(sim, ValueError, "between 2 and", n_clusters=1)
+    _expect_error(sim, ValueError, "between 2 and", n_clusters=sim.n_obs + 1)
+    _expect_error(sim, TypeError, "n_clusters", n_clusters=2.5)
+    tiny = sim[:8].copy()
+    _expect_error(tiny, ValueError, "at least 10")
+
+
+def test_error_nan_loss_names_phase_and_epoch(sim, monkeypatch):
+    from scfuse.models import AttentionAE
+
+    def nan_loss(self, batch):
+        return torch.tensor(float("nan"), requires_grad=True)
+
+    monkeypatch.setattr(AttentionAE, "_pretrain_loss", nan_loss)
+    _expect_error(sim, TrainingError, "pretraining loss became nan at epoch 1")
+
+
+def test_interrupt_leaves_adata_unchanged(sim, monkeypatch):
+    from scfuse.models import AttentionAE
+
+    calls = {"n": 0}
+    original = AttentionAE._cluster_loss
+
+    def interrupted(self, batch, p):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return original(self, batch, p)
+
+    monkeypatch.setattr(AttentionAE, "_cluster_loss", interrupted)
+    _expect_error(sim, KeyboardInterrupt, "")

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+from helpers import assert_unchanged, snapshot
+
+import scfuse
+
+
+@pytest.mark.parametrize("method", ["gauss", "knn", "umap"])
+def test_build_graph_layout(sim, method):
+    x_before = sim.X.copy()
+    scfuse.pp.build_graph(sim, n_neighbors=8, method=method, key_added="g")
+    conn, dist = sim.obsp["g_connectivities"], sim.obsp["g_distances"]
+    assert sp.issparse(conn) and sp.issparse(dist)
+    assert conn.shape == dist.shape == (sim.n_obs, sim.n_obs)
+    assert (conn != conn.T).nnz == 0  # symmetric
+    assert conn.diagonal().sum() == 0
+    assert np.all(np.diff(dist.indptr) == 8)  # each cell's 8 nearest others
+    assert conn.nnz <= 2 * 8 * sim.n_obs  # sparse, O(n k)
+    uns = sim.uns["g"]
+    assert uns["connectivities_key"] == "g_connectivities" and uns["distances_key"] == "g_distances"
+    assert uns["params"]["n_neighbors"] == 8 and uns["params"]["method"] == method
+    assert None not in uns["params"].values()
+    if method == "knn":
+        assert set(np.unique(conn.data)) == {1.0}
+    else:
+        assert conn.data.min() > 0 and conn.data.max() <= 1.0 + 1e-6
+    assert (sim.X != x_before).nnz == 0  # X untouched
+    assert "X_g_pca" in sim.obsm
+
+
+def test_graph_readable_by_scanpy(sim):
+    scfuse.pp.build_graph(sim, key_added="scfuse")
+    sc.tl.umap(sim, neighbors_key="scfuse", random_state=0)
+    assert sim.obsm["X_umap"].shape == (sim.n_obs, 2)
+    sc.tl.leiden(sim, neighbors_key="scfuse", flavor="igraph", n_iterations=2, directed=False, key_added="lei")
+    assert sim.obs["lei"].nunique() >= 2
+    assert "neighbors" not in sim.uns  # scanpy's default graph is not overwritten
+
+
+def test_build_graph_copy_and_use_rep(sim):
+    snap = snapshot(sim)
+    out = scfuse.pp.build_graph(sim, copy=True, key_added="c")
+    assert_unchanged(sim, snap)
+    assert "c" in out.uns
+    sim.obsm["rep"] = np.random.default_rng(0).normal(size=(sim.n_obs, 5))
+    scfuse.pp.build_graph(sim, use_rep="rep", key_added="r", method="knn", metric="euclidean")
+    assert sim.uns["r"]["params"]["use_rep"] == "rep"
+    assert "X_r_pca" not in sim.obsm
+
+
+def test_build_graph_errors(sim):
+    snap = snapshot(sim)
+    with pytest.raises(ValueError, match="method"):
+        scfuse.pp.build_graph(sim, method="dense")
+    with pytest.raises(KeyError, match="use_rep"):
+        scfuse.pp.build_graph(sim, use_rep="X_missing")
+    with pytest.raises(ValueError, match="n_neighbors"):
+        scfuse.pp.build_graph(sim[:10].copy(), n_neighbors=15)
+    with pytest.raises(KeyError, match="Layer"):
+        scfuse.pp.build_graph(sim, layer="nope")
+    bad = sim.copy()
+    bad.obsm["rep"] = np.full((sim.n_obs, 3), np.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        scfuse.pp.build_graph(bad, use_rep="rep")
+    assert_unchanged(sim, snap)
+
+
+def test_build_graph_normalised_input_is_not_changed(sim):
+    sc.pp.normalize_total(sim)
+    sc.pp.log1p(sim)
+    before = sim.X.copy()
+    scfuse.pp.build_graph(sim, layer=None)  # uses layers["counts"]
+    assert (sim.X != before).nnz == 0
