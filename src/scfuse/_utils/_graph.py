@@ -46,14 +46,16 @@ def symmetrize_max(mat: sp.spmatrix) -> sp.csr_matrix:
     return sp.csr_matrix(mat.maximum(mat.T))
 
 
-def gauss_weights(indices: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
+def gauss_weights(indices: np.ndarray, distances: np.ndarray, *, sigma_neighbor: int | None = None) -> sp.csr_matrix:
     """Adaptive Gaussian kernel of AttentionAE-sc on the kNN edges only (sparse, symmetric).
 
-    ``sigma_i`` is half the distance to the furthest of the cell's ``k`` neighbours and
-    ``W_ij = sqrt(2 s_i s_j / (s_i^2 + s_j^2)) exp(-d_ij^2 / (s_i^2 + s_j^2))``.
+    ``sigma_i`` is half the distance to the cell's ``sigma_neighbor``-th nearest neighbour (default: the furthest
+    of its ``k``) and ``W_ij = sqrt(2 s_i s_j / (s_i^2 + s_j^2)) exp(-d_ij^2 / (s_i^2 + s_j^2))``. With more
+    neighbours than ``sigma_neighbor`` the sparse kernel approaches the dense one (far pairs weigh ~0).
     """
     n = indices.shape[0]
-    sigma = np.maximum(distances[:, -1] / 2.0, 1e-12)
+    col = distances.shape[1] - 1 if sigma_neighbor is None else min(sigma_neighbor, distances.shape[1]) - 1
+    sigma = np.maximum(distances[:, col] / 2.0, 1e-12)
     si = sigma[:, None]
     sj = sigma[indices]
     denom = si**2 + sj**2

@@ -44,8 +44,8 @@ def registered_methods() -> dict[str, type[FusionModel]]:
 class FusionModel:
     """Base class of the fusion clustering models.
 
-    A subclass sets the class attributes below, builds its torch module in :meth:`_build_module` and implements
-    :meth:`_fit` (the whole training schedule) and :meth:`_infer` (a no-grad pass over all cells that returns the
+    A subclass sets the class attributes below, builds its torch module in ``_build_module`` and implements
+    ``_fit`` (the whole training schedule) and ``_infer`` (a no-grad pass over all cells that returns the
     embedding and soft assignments).
     """
 
@@ -62,7 +62,7 @@ class FusionModel:
     graph_method: ClassVar[str] = "knn"
     #: default hyper-parameters (architecture, loss weights, schedule); overridable by keyword
     default_hparams: ClassVar[dict[str, Any]] = {}
-    #: default epochs of train(): enough epochs for about ``*_steps`` optimiser steps, within ``*_epoch_range``
+    #: default epochs of train() give about ``*_steps`` optimiser steps, clipped to ``*_epoch_range``
     #: (a step is one mini-batch; small data sets get more epochs, large ones fewer)
     default_pretrain_steps: ClassVar[int] = 300
     default_pretrain_epoch_range: ClassVar[tuple[int, int]] = (10, 200)
@@ -76,7 +76,7 @@ class FusionModel:
         adata: AnnData,
         *,
         n_clusters: int | None = None,
-        resolution: float = 1.0,
+        resolution: float | None = None,
         layer: str | None = "counts",
         neighbors_key: str | None = "scfuse",
         obsp: str | None = None,
@@ -93,9 +93,9 @@ class FusionModel:
             )
         self.hparams = {**_copy.deepcopy(self.default_hparams), **hparams}
         self.n_clusters_requested = check_n_clusters(n_clusters, adata.n_obs)
-        if not (isinstance(resolution, int | float) and resolution > 0):
-            raise ValueError(f"resolution must be a positive number, got {resolution!r}.")
-        self.resolution = float(resolution)
+        if resolution is not None and not (isinstance(resolution, int | float) and resolution > 0):
+            raise ValueError(f"resolution must be a positive number or None, got {resolution!r}.")
+        self.resolution = None if resolution is None else float(resolution)
         self.layer = layer
         self.neighbors_key = neighbors_key
         self.obsp = obsp
@@ -217,6 +217,7 @@ class FusionModel:
         }
         self.history = {}
         self.extras = {}
+        self.init_info = {}
         self.progress = show_progress(progress_bar)
         t0 = time.perf_counter()
         with deterministic_algorithms(self.device):
@@ -230,9 +231,7 @@ class FusionModel:
             raw = self._infer(self.data)
         self.is_trained = True
         self.train_params["train_time_s"] = round(time.perf_counter() - t0, 3)
-        used, counts = np.unique(raw["labels"], return_counts=True)
-        # clusters numbered by decreasing size; clusters no training cell is assigned to are dropped
-        self.label_order = used[np.argsort(-counts, kind="stable")]
+        self.label_order = self._final_clusters(raw["proba"])
         self._results = self._postprocess(raw)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -252,13 +251,14 @@ class FusionModel:
         """k and centres from the pretrained embedding: Leiden when ``n_clusters`` is None, else k-means."""
         from ..tl._estimate_k import initial_clusters
 
-        labels, centers = initial_clusters(
+        labels, centers, info = initial_clusters(
             z,
             self.n_clusters_requested,
             resolution=self.resolution,
             random_state=self.random_state,
             min_size=self.hparams.get("min_cluster_size", 1),
         )
+        self.init_info = info
         self.n_clusters = centers.shape[0]
         self.n_clusters_estimated = self.n_clusters_requested is None
         logg.info(
@@ -275,6 +275,23 @@ class FusionModel:
     def _check_trained(self) -> None:
         if not self.is_trained:
             raise RuntimeError("The model is not trained yet; call .train() first.")
+
+    def _final_clusters(self, proba: np.ndarray) -> np.ndarray:
+        """Columns of ``proba`` kept as final clusters, largest first.
+
+        Clusters that no training cell is assigned to are dropped, and so are clusters with fewer than
+        ``min_cluster_size`` cells (their cells move to their next most probable cluster), so that no 1-3-cell
+        leftovers are reported as cell types.
+        """
+        min_size = int(self.hparams.get("min_cluster_size", 1))
+        keep = np.arange(proba.shape[1])
+        while True:
+            labels = keep[proba[:, keep].argmax(axis=1)]
+            used, counts = np.unique(labels, return_counts=True)
+            small = counts < min_size
+            if not small.any() or (~small).sum() < 2:
+                return used[np.argsort(-counts, kind="stable")]
+            keep = used[~small]
 
     def _postprocess(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         proba = raw["proba"][:, self.label_order]

@@ -75,6 +75,9 @@ def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str
     )
     adata.obsm[keys.embedding] = np.asarray(out["latent"], dtype=np.float32)
     adata.obsm[keys.proba] = np.asarray(proba, dtype=np.float32)
+    # optional cells x genes outputs a model exposes on request (e.g. scamac's reconstruction)
+    for name, layer in (getattr(model, "extra_layers", None) or {}).items():
+        adata.layers[f"{key}_{name}"] = layer
     adata.uns[keys.uns] = record
 
 
@@ -83,7 +86,7 @@ def cluster(
     method: Method = "attentionae",
     *,
     n_clusters: int | None = None,
-    resolution: float = 1.0,
+    resolution: float | None = None,
     layer: str | None = "counts",
     neighbors_key: str | None = "scfuse",
     obsp: str | None = None,
@@ -121,7 +124,11 @@ def cluster(
         Number of clusters. ``None`` estimates it (Leiden on the pretrained embedding); an integer starts the
         clustering stage from k-means with that k.
     resolution
-        Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters.
+        Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters. ``None`` (default)
+        scans resolutions 0.1-1.0 and keeps the Leiden partition of the pretrained embedding with the highest
+        silhouette (cosine, on at most 3,000 cells): the embedding graph is sharper than a PCA graph, and a
+        fixed resolution of 1 splits known cell types into 2-4 clusters there. The chosen resolution is stored in
+        ``uns[key_added]["params"]["resolution_chosen"]``.
     layer
         Layer with raw counts. When ``"counts"`` is missing and ``X`` holds counts, ``X`` is used.
     neighbors_key
@@ -221,6 +228,7 @@ def cluster(
         "n_clusters_init": int(model.n_clusters),
         "n_clusters_estimated": bool(model.n_clusters_estimated),
         "resolution": resolution,
+        **model.init_info,
         "layer": model.counts_source if model.uses_counts else layer,
         "neighbors_key": neighbors_key,
         "obsp": obsp,

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import scanpy as sc
+from helpers import needs_data
+
+import scfuse
+
+matplotlib.use("agg")
+
+
+def test_simulate_counts():
+    a = scfuse.datasets.simulate(200, 80, 4, random_state=5)
+    b = scfuse.datasets.simulate(200, 80, 4, random_state=5)
+    assert a.shape == (200, 80)
+    x = a.X.toarray()
+    assert np.all(x >= 0) and np.all(x == np.round(x)) and np.all(x.sum(1) > 0)
+    np.testing.assert_array_equal(x, b.X.toarray())
+    assert a.obs["group"].nunique() == 4
+    with pytest.raises(ValueError):
+        scfuse.datasets.simulate(3, 10, 5)
+
+
+def test_load_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(scfuse.settings, "_data_dir", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="SCFUSE_DATA_DIR"):
+        scfuse.datasets.load("pbmc_10x_4k_top2000")
+    monkeypatch.setattr(scfuse.settings, "_data_dir", tmp_path)
+    (tmp_path / "toy.h5ad").write_bytes(b"")
+    with pytest.raises(KeyError, match="Available in .*toy"):
+        scfuse.datasets.load("nope")
+    with pytest.raises(FileNotFoundError):
+        scfuse.datasets.read(tmp_path / "absent.h5ad")
+
+
+@needs_data
+def test_load_real():
+    names = scfuse.datasets.available()
+    assert "baron_mouse1" in names
+    a = scfuse.datasets.load("baron_mouse1")
+    assert a.n_obs == 822 and "counts" in a.layers and "cell_type" in a.obs
+
+
+def test_plots(clustered_base):
+    import matplotlib.pyplot as plt
+
+    adata = clustered_base[0].copy()
+    ax = scfuse.pl.embedding(adata, "attentionae", color="group", show=False)
+    assert ax is not None
+    assert adata.obsm["X_attentionae_umap"].shape == (adata.n_obs, 2)  # cached
+    assert "neighbors" not in adata.uns and "X_umap" not in adata.obsm
+    fig = scfuse.pl.history(adata, "attentionae", show=False, return_fig=True)
+    assert len(fig.axes) == len(adata.uns["attentionae"]["history"])
+    fig2 = scfuse.pl.cluster_proba(adata, "attentionae", show=False, return_fig=True)
+    assert fig2 is not None
+    with pytest.raises(KeyError):
+        scfuse.pl.history(adata, "missing", show=False)
+    with pytest.raises(KeyError):
+        scfuse.pl.embedding(adata, "missing", show=False)
+    plt.close("all")
+
+
+def test_more_than_4096_cells_with_scanpy_neighbors():
+    """scanpy 1.11 + pynndescent 0.7 crashed above ~4,000 cells; the pinned stack must not."""
+    a = scfuse.datasets.simulate(4200, 40, 3, random_state=0)
+    scfuse.pp.build_graph(a, method="knn", n_neighbors=10)
+    sc.pp.pca(a, n_comps=10)
+    sc.pp.neighbors(a, n_neighbors=10)
+    assert a.obsp["connectivities"].shape == (4200, 4200)
+    assert a.obsp["scfuse_connectivities"].nnz <= 2 * 10 * 4200
+
+
+def test_demo_cli(tmp_path, capsys):
+    from scfuse.__main__ import main
+
+    png = tmp_path / "demo.png"
+    assert main(["demo", "--n-cells", "300", "--n-genes", "120", "--n-groups", "3", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "ARI=" in out and "NMI=" in out and png.is_file() and png.stat().st_size > 1000

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import FAST
+
+import scfuse
+from scfuse.models import AttentionAE, FusionModel
+
+
+def test_model_train_embed_predict(sim):
+    model = AttentionAE(sim, random_state=0)
+    with pytest.raises(RuntimeError, match="not trained"):
+        model.predict()
+    model.train(pretrain_epochs=2, max_epochs=1, progress_bar=False)
+    z = model.get_latent_representation()
+    assert z.shape == (sim.n_obs, 16)
+    labels = model.predict()
+    proba = model.predict(soft=True)
+    assert labels.shape == (sim.n_obs,) and proba.shape[0] == sim.n_obs
+    np.testing.assert_array_equal(labels, proba.argmax(1))
+    assert "AttentionAE" in repr(model)
+
+
+def test_save_load_roundtrip(sim, tmp_path):
+    _, model = scfuse.tl.cluster(sim, return_model=True, **FAST)
+    model.save(tmp_path / "m")
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "m")
+    model.save(tmp_path / "m", overwrite=True)
+    loaded = FusionModel.load(tmp_path / "m", sim)
+    assert isinstance(loaded, AttentionAE)
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-5)
+    np.testing.assert_array_equal(loaded.predict(), model.predict())
+    no_data = AttentionAE.load(tmp_path / "m")
+    with pytest.raises(ValueError, match="pass adata"):
+        no_data.predict()
+    np.testing.assert_array_equal(no_data.predict(sim), model.predict())
+
+
+def test_load_errors(sim, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        FusionModel.load(tmp_path / "nothing")
+    _, model = scfuse.tl.cluster(sim, return_model=True, **FAST)
+    model.save(tmp_path / "m")
+    other = sim[:, ::-1].copy()  # same genes, another order
+    with pytest.raises(ValueError, match="var_names differ"):
+        FusionModel.load(tmp_path / "m", other)
+    fewer = sim[:, :50].copy()
+    with pytest.raises(ValueError, match="var_names differ"):
+        model.predict(fewer)
+
+
+def test_transfer_new_cells(sim):
+    _, model = scfuse.tl.cluster(sim, return_model=True, **FAST)
+    query = scfuse.datasets.simulate(300, 100, 3, random_state=0)[:120].copy()
+    scfuse.pp.build_graph(query, n_neighbors=10)
+    out = scfuse.tl.transfer(query, model, copy=True)
+    k = sim.uns["attentionae"]["n_clusters"]
+    assert out.obsm["X_attentionae"].shape == (120, 16)
+    assert out.obsm["attentionae_proba"].shape == (120, k)
+    assert set(out.obs["attentionae"].cat.categories) == {str(i) for i in range(k)}
+    assert "attentionae" not in query.obs  # copy=True
+
+
+def test_accelerator_resolution():
+    from scfuse._utils._device import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    auto = resolve_device("auto")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert auto.type == expected
+    with pytest.raises(ValueError, match="accelerator"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("gpu")
+
+
+def test_default_epochs_scale_with_cells():
+    small = FusionModel.default_epochs(800, 256, 300, (10, 200))
+    large = FusionModel.default_epochs(50_000, 256, 300, (10, 200))
+    assert small == 75 and large == 10
+
+
+def test_no_dense_n_by_n_tensor(monkeypatch):
+    """Training and inference on more cells than a batch never create an n x n tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    n = 1500
+    adata = scfuse.datasets.simulate(n, 60, 3, random_state=2)
+    scfuse.pp.build_graph(adata, n_neighbors=10)
+
+    class Largest(TorchDispatchMode):
+        biggest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple | list) else [out]:
+                if isinstance(t, torch.Tensor) and not t.is_sparse:
+                    Largest.biggest = max(Largest.biggest, t.numel())
+            return out
+
+    with Largest():
+        scfuse.tl.cluster(adata, n_clusters=3, batch_size=128, pretrain_epochs=1, max_epochs=1, progress_bar=False)
+    assert Largest.biggest < n * n / 4, Largest.biggest
+
+
+def test_settings_and_progress(capsys):
+    from scfuse.models._trainer import show_progress
+
+    assert show_progress(True) is True and show_progress(False) is False
+    scfuse.settings.progress_bar = False
+    assert show_progress(None) is False
+    assert "seed" in repr(scfuse.settings)
