@@ -81,19 +81,21 @@ def simulate(
     profile /= profile.sum(axis=1, keepdims=True)
 
     lib = rng.lognormal(mean=np.log(library_size), sigma=0.3, size=n_cells)
-    mu = profile[groups] * lib[:, None]
     theta = 1.0 / dispersion
-    lam = rng.gamma(shape=theta, scale=mu / theta)
-    x = rng.poisson(lam).astype(np.float32)
-    if dropout > 0:
-        drop = (rng.random(x.shape) < dropout) & (x > 0)
-        x[drop] = 0
-    # no empty cells
-    empty = x.sum(axis=1) == 0
-    if empty.any():
-        x[empty, rng.integers(0, n_genes, empty.sum())] = 1
-
-    x = sp.csr_matrix(x)
+    blocks = []
+    for start in range(0, n_cells, 5000):  # in blocks of cells: memory stays O(block * genes)
+        stop = min(start + 5000, n_cells)
+        mu = profile[groups[start:stop]] * lib[start:stop, None]
+        lam = rng.gamma(shape=theta, scale=mu / theta)
+        x = rng.poisson(lam).astype(np.float32)
+        if dropout > 0:
+            drop = (rng.random(x.shape) < dropout) & (x > 0)
+            x[drop] = 0
+        empty = x.sum(axis=1) == 0  # no empty cells
+        if empty.any():
+            x[empty, rng.integers(0, n_genes, empty.sum())] = 1
+        blocks.append(sp.csr_matrix(x))
+    x = sp.vstack(blocks, format="csr")
     obs = pd.DataFrame(
         {"group": pd.Categorical([f"g{g}" for g in groups], categories=[f"g{g}" for g in range(n_groups)])},
         index=[f"cell{i}" for i in range(n_cells)],

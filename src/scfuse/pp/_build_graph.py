@@ -50,11 +50,11 @@ def compute_representation(
         logx, _ = log_hvg_matrix(mat, n_top_genes)
         dense = logx.toarray()
     else:  # already normalised by the user: use as is, HVG by variance
-        dense = mat.toarray() if sp.issparse(mat) else np.asarray(mat, dtype=np.float64)
+        dense = mat.toarray() if sp.issparse(mat) else np.array(mat, dtype=np.float32)
         if n_top_genes < dense.shape[1]:
             sel = np.argsort(-dense.var(axis=0))[:n_top_genes]
             dense = dense[:, np.sort(sel)]
-    dense = dense.astype(np.float64)
+    dense = np.asarray(dense, dtype=np.float32)  # float32 throughout: 50k x 2000 cells stays at 400 MB
     dense -= dense.mean(axis=0)
     sd = dense.std(axis=0)
     sd[sd == 0] = 1.0
