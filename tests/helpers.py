@@ -50,3 +50,33 @@ def data_dir() -> Path:
 needs_data = pytest.mark.skipif(
     not (data_dir() / "baron_mouse1.h5ad").is_file(), reason="benchmark data not found (set SCFUSE_DATA_DIR)"
 )
+
+
+def dense_shapes(fn) -> set[tuple[int, ...]]:
+    """Shapes of every dense tensor any torch op produces while ``fn()`` runs."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    shapes: set[tuple[int, ...]] = set()
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple | list) else [out]:
+                if isinstance(t, torch.Tensor) and not t.is_sparse:
+                    shapes.add(tuple(t.shape))
+            return out
+
+    with Recorder():
+        fn()
+    return shapes
+
+
+def assert_no_cell_by_cell(shapes: set[tuple[int, ...]], n: int) -> None:
+    """No tensor has two dimensions of ``n`` cells or more (``n x n`` attention, adjacency or similarity).
+
+    Tensors that grow linearly with ``n`` (e.g. ``n x neighbours x heads x dim``) are allowed; the full-data pass
+    must have run (some tensor has ``n`` rows)."""
+    square = sorted(s for s in shapes if sum(d >= n for d in s) >= 2)
+    assert not square, f"cells x cells tensors were allocated: {square[:3]}"
+    assert any(s and s[0] == n for s in shapes), "no full-data pass was recorded"

@@ -1,0 +1,96 @@
+"""scASDC: fields, determinism, learning on simulated groups, no n x n tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import FAST
+
+import scfuse
+
+METHOD = "scasdc"
+SMALL = {"hidden": (64, 64, 128)}  # a narrow autoencoder keeps the tests fast; the maths is the default's
+
+
+@pytest.fixture(scope="module")
+def sim_knn():
+    adata = scfuse.datasets.simulate(300, 100, 3, random_state=0)
+    scfuse.pp.build_graph(adata, n_neighbors=10, method="knn")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def clustered(sim_knn):
+    adata = sim_knn.copy()
+    _, model = scfuse.tl.cluster(adata, METHOD, return_model=True, **FAST, **SMALL)
+    return adata, model
+
+
+def test_fields_written(clustered):
+    adata, model = clustered
+    labels = adata.obs[METHOD]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    k = adata.uns[METHOD]["n_clusters"]
+    assert list(labels.cat.categories) == [str(i) for i in range(k)]
+    emb = adata.obsm[f"X_{METHOD}"]
+    assert emb.shape == (adata.n_obs, 10) and np.isfinite(emb).all()
+    proba = adata.obsm[f"{METHOD}_proba"]
+    assert proba.shape == (adata.n_obs, k)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
+    p = adata.uns[METHOD]["params"]
+    assert p["method"] == METHOD and p["n_clusters_estimated"] is True
+    assert len(adata.uns[METHOD]["history"]["pretrain_loss"]) == 3
+    assert np.all(np.isfinite(adata.uns[METHOD]["history"]["pretrain_loss"]))
+    assert model.train_params["learning_rate"] == 1e-3 and model.hparams["cluster_learning_rate"] == 1e-4
+    assert {"gcn_head", "gdec1", "gdec2", "gdec3"} <= set(dict(model.module.named_children()))
+
+
+def test_save_load_predict(clustered, sim_knn, tmp_path):
+    _, model = clustered
+    model.save(tmp_path / "m")
+    back = scfuse.models.FusionModel.load(tmp_path / "m", sim_knn.copy())
+    np.testing.assert_allclose(back.get_latent_representation(), model.get_latent_representation(), atol=1e-5)
+    np.testing.assert_array_equal(back.predict(), model.predict())
+
+
+def test_same_seed_same_result(sim_knn):
+    a, b, c = sim_knn.copy(), sim_knn.copy(), sim_knn.copy()
+    for ad_, seed in ((a, 3), (b, 3), (c, 4)):
+        scfuse.tl.cluster(ad_, METHOD, n_clusters=3, random_state=seed, **FAST, **SMALL)
+    np.testing.assert_array_equal(a.obs[METHOD], b.obs[METHOD])
+    np.testing.assert_array_equal(a.obsm[f"X_{METHOD}"], b.obsm[f"X_{METHOD}"])
+    assert not np.array_equal(a.obsm[f"X_{METHOD}"], c.obsm[f"X_{METHOD}"])
+
+
+def test_learning_on_simulated_groups():
+    """A working model separates well-separated simulated groups (fails for a broken model)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    adata = scfuse.datasets.simulate(600, 300, 4, de_scale=1.5, random_state=1)
+    scfuse.pp.build_graph(adata, method="knn")
+    scfuse.tl.cluster(
+        adata,
+        METHOD,
+        n_clusters=4,
+        pretrain_epochs=30,
+        max_epochs=10,
+        progress_bar=False,
+        hidden=(128, 128, 256),
+        n_heads=4,
+    )
+    assert adjusted_rand_score(adata.obs["group"], adata.obs[METHOD]) > 0.8
+
+
+def test_no_n_by_n_tensor():
+    """Training and inference on 2000 cells (n > batch size) never materialise a cells x cells tensor."""
+    from helpers import assert_no_cell_by_cell, dense_shapes
+
+    n = 2000
+    adata = scfuse.datasets.simulate(n, 40, 3, random_state=2)
+    scfuse.pp.build_graph(adata, method="knn")
+    shapes = dense_shapes(
+        lambda: scfuse.tl.cluster(adata, METHOD, n_clusters=3, pretrain_epochs=1, max_epochs=1, progress_bar=False, **SMALL)
+    )
+    assert_no_cell_by_cell(shapes, n)
