@@ -13,7 +13,13 @@ def _data_dir() -> Path:
 
 
 def available() -> list[str]:
-    """Names of the benchmark datasets found in :attr:`scfuse.settings.data_dir` (``SCFUSE_DATA_DIR``)."""
+    """Names of the benchmark datasets found in :attr:`scfuse.settings.data_dir` (``SCFUSE_DATA_DIR``).
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> names = scfuse.datasets.available()  # e.g. ['baron_mouse1', ...]; [] when the folder is missing
+    """
     d = _data_dir()
     if not d.is_dir():
         return []

@@ -82,6 +82,15 @@ class AttentionAE(TwoStageModel):
     ``D^-1/2 (W+I) D^-1/2`` and its reconstruction target is the binary adjacency on sampled pairs; noise is
     additive; ``q`` uses the Student-t exponent of the paper and ``P`` is detached; final labels come from an
     eval-mode pass; no cell is ever sampled by its label.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata, method="gauss")
+    >>> scfuse.tl.cluster(adata, "attentionae", pretrain_epochs=2, max_epochs=2, progress_bar=False)
+    >>> adata.obsm["X_attentionae"].shape
+    (300, 16)
     """
 
     method_name = "attentionae"

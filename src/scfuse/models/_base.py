@@ -32,12 +32,30 @@ def register(cls: type[FusionModel]) -> type[FusionModel]:
 
 
 def get_model_class(method: str) -> type[FusionModel]:
+    """The model class registered under ``method`` (a name of :func:`scfuse.tl.show_methods`).
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> scfuse.models.get_model_class("attentionae").__name__
+    'AttentionAE'
+    >>> scfuse.models.get_model_class("attentionae").graph_method  # weights for scfuse.pp.build_graph(method=...)
+    'gauss'
+    """
     if method not in _REGISTRY:
         raise ValueError(f"Unknown method {method!r}. Known methods: {', '.join(sorted(_REGISTRY))}.")
     return _REGISTRY[method]
 
 
 def registered_methods() -> dict[str, type[FusionModel]]:
+    """All registered methods: ``{method name: model class}``.
+
+    Examples
+    --------
+    >>> import scfuse
+    >>> "attentionae" in scfuse.models.registered_methods()
+    True
+    """
     return dict(_REGISTRY)
 
 
@@ -47,6 +65,25 @@ class FusionModel:
     A subclass sets the class attributes below, builds its torch module in ``_build_module`` and implements
     ``_fit`` (the whole training schedule) and ``_infer`` (a no-grad pass over all cells that returns the
     embedding and soft assignments).
+
+    :func:`scfuse.tl.cluster` creates and trains a model and writes its results into the AnnData. Use a model
+    class directly to keep the trained model: embed or assign new cells (same genes, own cell graph), save it
+    and load it again.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import scfuse
+    >>> adata = scfuse.datasets.simulate(n_cells=300, n_genes=200, n_groups=3)
+    >>> scfuse.pp.build_graph(adata)
+    >>> model = scfuse.models.AttentionAE(adata, n_clusters=3)
+    >>> model = model.train(max_epochs=2, pretrain_epochs=2, progress_bar=False)
+    >>> model.get_latent_representation().shape
+    (300, 16)
+    >>> labels = model.predict()  # or predict(new_adata), predict(soft=True)
+    >>> path = tempfile.mkdtemp()
+    >>> model.save(path, overwrite=True)
+    >>> model = scfuse.models.AttentionAE.load(path, adata)
     """
 
     method_name: ClassVar[str] = ""
