@@ -223,4 +223,4 @@ def test_interrupt_leaves_adata_unchanged(sim, monkeypatch):
         return original(self, batch, p)
 
     monkeypatch.setattr(AttentionAE, "_cluster_loss", interrupted)
-    _expect_error(sim, KeyboardInterrupt, "")
+    _expect_error(sim, KeyboardInterrupt, None)

@@ -131,9 +131,8 @@ class AttentionAE(TwoStageModel):
         return AttentionAEModule(**config)
 
     def _graph_loss(self, batch: Batch, g2: torch.Tensor) -> torch.Tensor:
-        r, c, t = self._sampled_pairs(batch)
-        pred = torch.sigmoid((g2[r] * g2[c]).sum(dim=1))
-        return F.mse_loss(pred, t)
+        logits, target = self._pair_logits(batch, g2)
+        return F.mse_loss(torch.sigmoid(logits), target)
 
     def _pretrain_loss(self, batch: Batch) -> torch.Tensor:
         z, g2 = self.module.encode(batch.x, batch.graph)

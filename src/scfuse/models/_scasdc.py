@@ -230,8 +230,7 @@ class ScASDC(TwoStageModel):
         x_hat = m.graph_decode(logits, ae, batch.graph)
         q = soft_assign(ae["z"], m.centers)
         pred = torch.softmax(logits, dim=1)
-        r, c, t = self._sampled_pairs(batch)
-        graph = F.binary_cross_entropy_with_logits((x_hat[r] * x_hat[c]).sum(dim=1), t)
+        graph = F.binary_cross_entropy_with_logits(*self._pair_logits(batch, x_hat))
         return (
             h["kl_weight"] * kl_batchmean(p, q)
             + h["head_weight"] * kl_batchmean(p, pred)

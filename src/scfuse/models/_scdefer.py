@@ -195,8 +195,7 @@ class ScDEFER(TwoStageModel):
         return ScDEFERModule(**config)
 
     def _graph_loss(self, batch: Batch, z_g: torch.Tensor) -> torch.Tensor:
-        r, c, t = self._sampled_pairs(batch)
-        return F.binary_cross_entropy_with_logits((z_g[r] * z_g[c]).sum(dim=1), t)
+        return F.binary_cross_entropy_with_logits(*self._pair_logits(batch, z_g))
 
     def _zinb(self, batch: Batch, z: torch.Tensor) -> torch.Tensor:
         mean, disp, pi = self.module.decode(z)

@@ -56,11 +56,15 @@ class TwoStageModel(FusionModel):
         for idx in data.epoch_batches(batch_size, self.rng, neighbors_per_seed=self.hparams["neighbors_per_seed"]):
             yield data.batch(idx, device)
 
-    def _sampled_pairs(self, batch: Batch, max_pos: int | None = None):
-        n_pos = batch.adj_binary.nnz if max_pos is None else min(max_pos, batch.adj_binary.nnz)
-        r, c, t = sample_edges(batch.adj_binary, max(n_pos, 1), self.rng)
-        dev = self.device
-        return torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev), torch.from_numpy(t).to(dev)
+    def _pair_logits(self, batch: Batch, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inner-product graph decoder on sampled pairs of batch cells: ``(h_i . h_j, target)``.
+
+        The pairs are every edge of the batch's subgraph plus as many random pairs (target 1 for edges, 0 for
+        non-edges), so the graph-reconstruction loss never needs the ``n x n`` adjacency.
+        """
+        r, c, t = sample_edges(batch.adj_binary, max(batch.adj_binary.nnz, 1), self.rng)
+        r, c = torch.from_numpy(r).to(self.device), torch.from_numpy(c).to(self.device)
+        return (h[r] * h[c]).sum(dim=1), torch.from_numpy(t).to(self.device)
 
     @torch.no_grad()
     def _infer(self, data: CellData) -> dict[str, np.ndarray]:
