@@ -41,35 +41,92 @@ def leiden_on_embedding(
 
 
 #: resolutions scanned when ``resolution=None``
-RESOLUTION_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+RESOLUTION_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+#: the coarsest partition whose silhouette is within this margin of the best one is kept
+SILHOUETTE_MARGIN = 0.03
+#: cells in the random subsample used for silhouettes and for average linkage
+MAX_SCORE_CELLS = 3000
+
+
+def _subsample(n: int, max_cells: int, random_state: int) -> np.ndarray:
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=min(max_cells, n), replace=False))
+
+
+def _silhouette(z: np.ndarray, labels: np.ndarray, metric: str) -> float:
+    from sklearn.metrics import silhouette_score
+
+    return float(silhouette_score(z, labels, metric=metric)) if len(np.unique(labels)) > 1 else -1.0
 
 
 def choose_resolution(
     z: np.ndarray,
     *,
     grid: tuple[float, ...] = RESOLUTION_GRID,
+    margin: float = SILHOUETTE_MARGIN,
     metric: str = "cosine",
-    max_cells: int = 3000,
+    max_cells: int = MAX_SCORE_CELLS,
     random_state: int = 0,
 ) -> tuple[float, np.ndarray, list[dict]]:
-    """Leiden at each resolution of ``grid``; keep the partition with the highest silhouette (no labels used).
+    """Leiden at each resolution of ``grid``; keep the coarsest partition whose silhouette is within ``margin`` of
+    the highest (no labels used).
 
-    The silhouette is computed on a fixed random subsample of at most ``max_cells`` cells, so the cost stays
-    O(max_cells^2) whatever n. Returns the chosen resolution, its labels and the whole scan.
+    Silhouettes of neighbouring resolutions are often nearly equal while the number of communities keeps
+    growing; the margin prefers the fewer, larger clusters among near-ties. The silhouette is computed on a
+    fixed random subsample of at most ``max_cells`` cells, so the cost stays O(max_cells^2) whatever n. Returns
+    the chosen resolution, its labels and the whole scan.
     """
-    from sklearn.metrics import silhouette_score
-
-    rng = np.random.default_rng(random_state)
-    sub = rng.choice(z.shape[0], size=min(max_cells, z.shape[0]), replace=False)
-    scan, best = [], None
-    for res in grid:
+    sub = _subsample(z.shape[0], max_cells, random_state)
+    scan, parts = [], []
+    for res in sorted(grid):
         labels = leiden_on_embedding(z, resolution=res, metric=metric, random_state=random_state)
-        k = int(labels.max()) + 1
-        sil = float(silhouette_score(z[sub], labels[sub], metric=metric)) if len(np.unique(labels[sub])) > 1 else -1.0
-        scan.append({"resolution": res, "n_clusters": k, "silhouette": sil})
-        if best is None or sil > best[0] + 1e-12:
-            best = (sil, res, labels)
-    return best[1], best[2], scan
+        sil = _silhouette(z[sub], labels[sub], metric)
+        scan.append({"resolution": res, "n_clusters": int(labels.max()) + 1, "silhouette": sil})
+        parts.append(labels)
+    best = max(s["silhouette"] for s in scan)
+    i = next(i for i, s in enumerate(scan) if s["silhouette"] >= best - margin)
+    return scan[i]["resolution"], parts[i], scan
+
+
+def average_linkage(
+    z: np.ndarray, n_clusters: int, *, metric: str = "cosine", max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
+) -> np.ndarray:
+    """Average-linkage clustering of a random subsample of at most ``max_cells`` cells; every cell then takes the
+    majority label of its 15 nearest subsampled cells. Memory O(max_cells^2 + n), whatever n."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.neighbors import KNeighborsClassifier
+
+    sub = _subsample(z.shape[0], max_cells, random_state)
+    lab = AgglomerativeClustering(n_clusters, linkage="average", metric=metric).fit_predict(z[sub])
+    if sub.size == z.shape[0]:
+        return lab.astype(np.int64)
+    knn = KNeighborsClassifier(min(15, sub.size), metric=metric).fit(z[sub], lab)
+    out = np.empty(z.shape[0], dtype=np.int64)
+    for s in range(0, z.shape[0], 50_000):  # bounded query memory
+        out[s : s + 50_000] = knn.predict(z[s : s + 50_000])
+    return out
+
+
+def partition_with_k(
+    z: np.ndarray, n_clusters: int, *, metric: str = "cosine", max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
+) -> tuple[np.ndarray, dict]:
+    """``n_clusters`` clusters of an embedding without labels: k-means (20 restarts) and average linkage (cosine,
+    on a subsample) both run, and the partition with the higher silhouette is kept.
+
+    k-means favours clusters of similar size and splits large cell types when the given k counts rare ones;
+    average linkage keeps rare types apart but can isolate outliers. The silhouette decides per data set.
+    """
+    from sklearn.cluster import KMeans
+
+    sub = _subsample(z.shape[0], max_cells, random_state)
+    candidates = {
+        "kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z),
+        "average_linkage": average_linkage(z, n_clusters, metric=metric, max_cells=max_cells, random_state=random_state),
+    }
+    sils = {name: _silhouette(z[sub], lab[sub], metric) for name, lab in candidates.items()}
+    chosen = max(sils, key=lambda name: sils[name])
+    info = {"init_method": chosen, **{f"silhouette_{name}": s for name, s in sils.items()}}
+    return candidates[chosen], info
 
 
 def initial_clusters(
@@ -83,9 +140,10 @@ def initial_clusters(
     """Labels and centres that start the clustering stage, found without any ground truth.
 
     ``n_clusters=None``: Leiden on the embedding decides k, at ``resolution`` or, when it is ``None``, at the
-    resolution of :data:`RESOLUTION_GRID` whose partition has the highest silhouette. Communities with fewer than
-    ``min_size`` cells are folded into the community of the nearest centre. An integer: k-means with that k
-    (20 restarts). Also returns a record of how k was found.
+    resolution chosen by :func:`choose_resolution` (silhouette scan over :data:`RESOLUTION_GRID`). Communities
+    with fewer than ``min_size`` cells are folded into the community of the nearest centre. An integer:
+    :func:`partition_with_k` (k-means or average linkage, by silhouette). Also returns a record of how the
+    clusters were found.
     """
     from sklearn.cluster import KMeans
 
@@ -107,7 +165,7 @@ def initial_clusters(
         if len(np.unique(labels)) < 2:
             labels = KMeans(2, n_init=20, random_state=random_state).fit_predict(z)
     else:
-        labels = KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z)
+        labels, info = partition_with_k(z, n_clusters, random_state=random_state)
     _, labels = np.unique(labels, return_inverse=True)
     centers = np.stack([z[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
     return labels, centers.astype(np.float32), info
