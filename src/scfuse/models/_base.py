@@ -285,7 +285,8 @@ class FusionModel:
         raise NotImplementedError
 
     def _init_clusters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """k and centres from the pretrained embedding: Leiden when ``n_clusters`` is None, else k-means."""
+        """k and centres from the pretrained embedding (:func:`scfuse.tl._estimate_k.initial_clusters`): Leiden
+        when ``n_clusters`` is None, else k-means or average linkage, by silhouette."""
         from ..tl._estimate_k import initial_clusters
 
         labels, centers, info = initial_clusters(

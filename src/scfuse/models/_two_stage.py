@@ -19,7 +19,8 @@ class TwoStageModel(FusionModel):
     """Schedule shared by the DEC-style methods.
 
     1. Pretraining: ``_pretrain_loss(batch)`` on graph-local mini-batches.
-    2. Initialisation: Leiden (``n_clusters=None``) or k-means on the pretrained embedding gives k and centres.
+    2. Initialisation: Leiden (``n_clusters=None``) or k-means/average linkage (given k, by silhouette) on the
+       pretrained embedding gives k and centres.
     3. Clustering: every epoch a no-grad pass over all cells gives ``Q``, the target ``P`` (detached) and the labels;
        the stage stops when fewer than ``tol`` of the labels change (after ``min_cluster_epochs``), else runs
        ``_cluster_loss(batch, p)`` steps.

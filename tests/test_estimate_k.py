@@ -1,0 +1,58 @@
+"""Label-free initialisation: the resolution scan and the partition with a given k."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from scfuse.tl._estimate_k import average_linkage, choose_resolution, initial_clusters, partition_with_k
+
+
+def _blobs(sizes, dim=8, spread=0.05, seed=0):
+    """Well-separated Gaussian groups of the given sizes (directions far apart in cosine terms)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), dim)) * 3
+    z = np.concatenate([c + spread * rng.normal(size=(s, dim)) for c, s in zip(centers, sizes, strict=True)])
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    return z.astype(np.float32), y
+
+
+def test_scan_prefers_coarsest_near_tie():
+    z, y = _blobs([150, 150, 150, 150])
+    res, labels, scan = choose_resolution(z)
+    assert [s["resolution"] for s in scan] == sorted(s["resolution"] for s in scan)
+    best = max(s["silhouette"] for s in scan)
+    chosen = next(s for s in scan if s["resolution"] == res)
+    assert chosen["silhouette"] >= best - 0.03
+    # nothing coarser was within the margin
+    assert all(s["silhouette"] < best - 0.03 for s in scan if s["resolution"] < res)
+    assert adjusted_rand_score(y, labels) > 0.95
+
+
+def test_given_k_keeps_rare_groups_apart():
+    # two large groups and three rare ones: k-means with k=5 tends to split a large group
+    z, y = _blobs([600, 500, 12, 10, 8], seed=3)
+    labels, info = partition_with_k(z, 5)
+    assert info["init_method"] in {"kmeans", "average_linkage"}
+    assert set(info) == {"init_method", "silhouette_kmeans", "silhouette_average_linkage"}
+    chosen = info[f"silhouette_{info['init_method']}"]
+    assert chosen == max(info["silhouette_kmeans"], info["silhouette_average_linkage"])
+    assert len(np.unique(labels)) == 5
+    assert adjusted_rand_score(y, labels) > 0.95
+
+
+def test_average_linkage_on_subsample_labels_all_cells():
+    z, y = _blobs([400, 300, 300], seed=1)
+    labels = average_linkage(z, 3, max_cells=200, random_state=0)
+    assert labels.shape == (1000,)
+    assert adjusted_rand_score(y, labels) > 0.95
+    assert np.array_equal(labels, average_linkage(z, 3, max_cells=200, random_state=0))
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_initial_clusters_centres_and_record(k):
+    z, y = _blobs([200, 200, 200], seed=2)
+    labels, centers, info = initial_clusters(z, k)
+    assert centers.shape == (labels.max() + 1, z.shape[1]) and centers.dtype == np.float32
+    assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
+    assert ("resolution_chosen" in info) if k is None else (info["init_method"] in {"kmeans", "average_linkage"})
+    assert adjusted_rand_score(y, labels) > 0.95
