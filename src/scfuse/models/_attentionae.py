@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nn import GraphConv, NeighborAttention, ZINBHeads, dense_block, kl_batchmean, zinb_nll
+from ..nn import GraphConv, NeighborAttention, ZINBHeads, dense_block, kl_batchmean, soft_assign, zinb_nll
 from ._base import register
 from ._data import Batch, CellData, GraphView
 from ._two_stage import ClusterCenters, TwoStageModel
@@ -142,7 +142,7 @@ class AttentionAE(TwoStageModel):
 
     def _cluster_loss(self, batch: Batch, p: torch.Tensor) -> torch.Tensor:
         z, g2 = self.module.encode(batch.x, batch.graph)
-        q = self.module.assign(z)
+        q = soft_assign(z, self.module.centers)
         mean, disp, pi = self.module.decode(z)
         h = self.hparams
         return (

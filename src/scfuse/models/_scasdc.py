@@ -14,6 +14,7 @@ from ..nn import (
     ZINBHeads,
     dense_block,
     kl_batchmean,
+    soft_assign,
     target_distribution,
     zinb_nll,
 )
@@ -72,8 +73,8 @@ class ScASDCModule(ClusterCenters):
         self.gdec2 = GraphConv(h3, h1)
         self.gdec3 = GraphConv(h1, self.n_input)
 
-    def set_centers(self, centers: torch.Tensor, scale: float = 1.0) -> None:
-        super().set_centers(centers, scale)
+    def set_centers(self, centers: torch.Tensor) -> None:
+        super().set_centers(centers)
         if not hasattr(self, "gcn_head"):
             self._build_head(centers.shape[0])
             for name in ("gcn_head", "gdec1", "gdec2", "gdec3"):
@@ -227,7 +228,7 @@ class ScASDC(TwoStageModel):
         ae = m.autoencode(batch.x)
         logits = m.graph_encode(batch.x, ae, batch.graph)
         x_hat = m.graph_decode(logits, ae, batch.graph)
-        q = m.assign(ae["z"])
+        q = soft_assign(ae["z"], m.centers)
         pred = torch.softmax(logits, dim=1)
         graph = F.binary_cross_entropy_with_logits(*self._pair_logits(batch, x_hat))
         return (
@@ -260,7 +261,7 @@ class ScASDC(TwoStageModel):
         out = {"latent": ae["z"]}
         if m.has_head and getattr(m, "centers", None) is not None:
             # the DEC target comes from Q on the autoencoder embedding; the labels from the GCN head
-            self._q_ae = m.assign(ae["z"])
+            self._q_ae = soft_assign(ae["z"], m.centers)
             out["proba"] = torch.softmax(m.graph_encode(batch.x, ae, batch.graph), dim=1)
         return out
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nn import TAGConv, ZINBHeads, dense_block, kl_batchmean, target_distribution, zinb_nll
+from ..nn import TAGConv, ZINBHeads, dense_block, kl_batchmean, soft_assign, target_distribution, zinb_nll
 from ._base import register
 from ._data import Batch, CellData, GraphView
 from ._two_stage import ClusterCenters, TwoStageModel
@@ -212,9 +212,9 @@ class ScDEFER(TwoStageModel):
         h, m = self.hparams, self.module
         out = m.encode(batch.x, batch.graph)
         idx = torch.from_numpy(batch.index).to(self.device)
-        q = m.assign(out["z"])
-        q_l = m.assign(out["z_mlp"])
-        q_g = m.assign(out["z_graph"])
+        q = soft_assign(out["z"], m.centers)
+        q_l = soft_assign(out["z_mlp"], m.centers)
+        q_g = soft_assign(out["z_graph"], m.centers)
         p_l, p_g = self._p_mlp[idx], self._p_graph[idx]
         return (
             h["graph_weight"] * self._graph_loss(batch, out["z_graph"])
@@ -232,7 +232,7 @@ class ScDEFER(TwoStageModel):
         batch = data.full_batch(self.device)
         out = m.encode(batch.x, batch.graph)
         if getattr(m, "centers", None) is not None:
-            self._q_branches = (m.assign(out["z_mlp"]), m.assign(out["z_graph"]))
+            self._q_branches = (soft_assign(out["z_mlp"], m.centers), soft_assign(out["z_graph"], m.centers))
         return {"latent": out["z"]}
 
     def _target(self, q: torch.Tensor) -> torch.Tensor:

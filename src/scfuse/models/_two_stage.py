@@ -25,19 +25,10 @@ class TwoStageModel(FusionModel):
        the stage stops when fewer than ``tol`` of the labels change (after ``min_cluster_epochs``), else runs
        ``_cluster_loss(batch, p)`` steps.
 
-    The Student-t kernel of ``Q`` reads ``z / s``: ``s`` is 1 unless the hyperparameter ``kernel_scale`` is
-    ``"auto"`` (``s`` = mean distance of a cell to its initial centre, so the kernel is neither flat nor a step
-    whatever the latent's scale) or a positive number. The centres are kept in that rescaled space.
-
     Subclasses provide the module, the two losses, :meth:`_cluster_parameters` and :meth:`_forward_all`.
     """
 
-    default_hparams: dict[str, Any] = {
-        "min_cluster_epochs": 5,
-        "grad_clip": None,
-        "neighbors_per_seed": 3,
-        "kernel_scale": None,
-    }
+    default_hparams: dict[str, Any] = {"min_cluster_epochs": 5, "grad_clip": None, "neighbors_per_seed": 3}
 
     # -- hooks
     def _pretrain_loss(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
@@ -59,18 +50,6 @@ class TwoStageModel(FusionModel):
 
     def _cluster_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(self._cluster_parameters(), lr=lr)
-
-    def _kernel_scale(self, z0: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> float:
-        """``s`` of the Student-t kernel (class docstring), from the hyperparameter ``kernel_scale``."""
-        value = self.hparams.get("kernel_scale")
-        if value is None:
-            return 1.0
-        if value == "auto":
-            within = float(np.sqrt(((z0 - centers[labels]) ** 2).sum(axis=1)).mean())
-            return within if np.isfinite(within) and within > 0 else 1.0
-        if isinstance(value, int | float) and np.isfinite(value) and value > 0:
-            return float(value)
-        raise ValueError(f'kernel_scale must be None, "auto" or a positive number, got {value!r}.')
 
     # -- helpers
     def _batches(self, batch_size: int):
@@ -95,7 +74,7 @@ class TwoStageModel(FusionModel):
         z = out["latent"]
         q = out.get("proba")
         if q is None:
-            q = self.module.assign(z)
+            q = soft_assign(z, self.module.centers)
         res = {"latent": z.cpu().numpy(), "proba": q.cpu().numpy()}
         res["labels"] = res["proba"].argmax(axis=1)
         return res
@@ -127,9 +106,7 @@ class TwoStageModel(FusionModel):
 
             raise TrainingError("The pretrained embedding holds NaN or infinite values; adata was not modified.")
         labels, centers = self._init_clusters(z0)
-        scale = self._kernel_scale(z0, labels, centers)
-        self.module.set_centers(torch.from_numpy(centers).to(self.device), scale=scale)
-        self.extras["kernel_scale"] = scale
+        self.module.set_centers(torch.from_numpy(centers).to(self.device))
         self._after_init(z0, labels)
 
         opt2 = self._cluster_optimizer(self._cluster_learning_rate(learning_rate))
@@ -164,7 +141,7 @@ class TwoStageModel(FusionModel):
         self.train_params["pretrain_epochs_trained"] = pretrain_epochs
         if not self.converged and max_epochs > 0:
             logg.info(f"    the clustering stage reached max_epochs={max_epochs} before the label change fell under tol")
-        self.centers = (self.module.centers * self.module.kernel_scale).detach().cpu().numpy()
+        self.centers = self.module.centers.detach().cpu().numpy()
 
     def _after_init(self, z0: np.ndarray, labels: np.ndarray) -> None:
         """Hook run after the clusters are initialised (e.g. to initialise a second head)."""
@@ -177,18 +154,7 @@ class TwoStageModel(FusionModel):
 
 
 class ClusterCenters(torch.nn.Module):
-    """Mixin module part: a ``centers`` parameter filled once k is known, and the kernel scale ``s``.
+    """Mixin module part: a ``centers`` parameter filled once k is known."""
 
-    The centres are kept in the rescaled space ``z / s``; :meth:`assign` gives Student-t ``Q`` of ``z / s``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("kernel_scale", torch.ones(()))
-
-    def set_centers(self, centers: torch.Tensor, scale: float = 1.0) -> None:
-        self.kernel_scale.fill_(scale)
-        self.centers = torch.nn.Parameter(centers.clone() / scale)
-
-    def assign(self, z: torch.Tensor) -> torch.Tensor:
-        return soft_assign(z / self.kernel_scale, self.centers)
+    def set_centers(self, centers: torch.Tensor) -> None:
+        self.centers = torch.nn.Parameter(centers.clone())
