@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import needs_data
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -20,3 +21,24 @@ def test_attentionae_baron_mouse1_defaults():
     # measured with these settings: ARI 0.81, NMI 0.88, 8 clusters (13 annotated types, 5 of them < 20 cells)
     assert ari > 0.6 and nmi > 0.75, (ari, nmi, k)
     assert 5 <= k <= 20
+
+
+# (method, dataset, n_clusters, measured ARI with these settings by benchmarks/run.py, seed 0)
+OTHER_METHODS = [
+    ("scdefer", "baron_mouse1", None, 0.797),
+    ("scasdc", "baron_mouse2", None, 0.901),
+    ("sccagn", "baron_mouse2", 13, 0.864),  # collapsed to 1 cluster before the latent rescaling
+]
+
+
+@needs_data
+@pytest.mark.parametrize(("method", "dataset", "n_clusters", "measured"), OTHER_METHODS)
+def test_method_defaults_on_real_data(method, dataset, n_clusters, measured):
+    adata = scfuse.datasets.load(dataset)
+    truth = adata.obs.pop("cell_type")
+    scfuse.pp.build_graph(adata, method=scfuse.models.get_model_class(method).graph_method, random_state=0)
+    scfuse.tl.cluster(adata, method=method, n_clusters=n_clusters, random_state=0, progress_bar=False)
+    ari = adjusted_rand_score(truth, adata.obs[method])
+    # a broken model (collapse, random labels) gives an ARI near 0; the margin allows for thread-count noise
+    assert ari > measured - 0.2, (method, dataset, ari)
+    assert adata.obs[method].nunique() >= 4
