@@ -139,9 +139,9 @@ class ScAMAC(FusionModel):
     * Fuzzy head (:class:`~scfuse.nn.AdaptiveFuzzyKMeans`, ``gamma=1``, ``eps=0.01``): memberships
       ``softmax(-rho/gamma)`` in the log domain, adaptive weights ``H``, centre update ``sum H U Z / sum H U``.
     * Schedule: ``pretrain_epochs`` autoencoder epochs (reconstruction terms only), then ``k`` and the centres
-      from the initial embedding (Leiden when ``n_clusters`` is None, else k-means or average linkage), then ``max_epochs``
-      rounds of ``ae_epochs`` autoencoder epochs, ``fusion_epochs`` fusion-network epochs and one centre-then-
-      membership update. Labels (argmax U), memberships and ``Z`` come from the last round.
+      from the initial embedding (Leiden when ``n_clusters`` is None, else k-means or average linkage), then
+      ``max_epochs`` rounds of ``ae_epochs`` autoencoder epochs, ``fusion_epochs`` fusion-network epochs and one
+      centre-then-membership update. Labels (argmax U), memberships and ``Z`` come from the last round.
     * ``uns[key]["extras"]``: ``membership_entropy`` (mean entropy of the final memberships, nats) and
       ``membership_entropy_max`` (``log k``). ``return_reconstruction=True`` also writes the denoised
       log-normalised reconstruction to ``layers[f"{key}_reconstruction"]`` (genes outside the model are NaN).

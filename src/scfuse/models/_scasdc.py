@@ -124,7 +124,8 @@ class ScASDC(TwoStageModel):
     with the autoencoder decoder reconstructs the input.
 
     Training: (1) the autoencoder is pretrained with ``MSE + 0.5 ZINB`` (Adam, ``learning_rate``, default 1e-3);
-    (2) Leiden (``n_clusters=None``) or k-means/average linkage (given k) on the pretrained embedding initialise the centres;
+    (2) Leiden (``n_clusters=None``) or k-means/average linkage (given k) on the pretrained embedding initialise
+    the centres;
     (3) all parameters are trained (Adam; ``cluster_learning_rate`` 1e-4 as in the authors' code for the
     autoencoder and the centres, ``gcn_learning_rate`` 1e-3 for the freshly initialised GCN branch) on::
 

@@ -159,14 +159,15 @@ class ScCAGN(TwoStageModel):
       below.
     * Pretraining: ``0.5 MSE(x_bar, x)`` (+ the adversarial term) on graph-local mini-batches of the fused network
       (Adamax, ``learning_rate`` 1e-3); ``n_restarts`` (2) fresh networks, the one with the best silhouette of
-      the initial clustering (Leiden, or k-means/average linkage for a given ``n_clusters``) on its latent (at most 2000
-      sampled cells) is kept: no labels.
+      the initial clustering (Leiden, or k-means/average linkage for a given ``n_clusters``) on its latent (at
+      most 2000 sampled cells) is kept: no labels.
     * Clustering: Student-t ``Q`` on ``z / s``, where the constant ``s`` (``extras["latent_scale"]``) makes the mean
       distance of a cell to its initial centre 1 (the per-cell L2-normalised input gives ``z`` a scale of
       0.003-0.005 on the benchmark data, where the kernel is flat and the stage collapsed to one cluster); the
-      network under ``z`` then trains at ``learning_rate * s``, the centres and GCN head at ``learning_rate``; sharpened target (``tau`` = 0.5) ``p_ij ∝ q_ij^4 / sum_i q_ij^2``; loss
-      ``1e-4 KL(P||Q) + 1e-3 KL(P||pred) + 0.5 MSE`` (+ adversarial), the code's weights; Adamax; stops when
-      fewer than ``tol`` labels change. Labels = argmax Q; embedding = ``z``.
+      network under ``z`` then trains at ``learning_rate * s``, the centres and GCN head at ``learning_rate``;
+      sharpened target (``tau`` = 0.5) ``p_ij ∝ q_ij^4 / sum_i q_ij^2``; loss ``1e-4 KL(P||Q) + 1e-3 KL(P||pred)
+      + 0.5 MSE`` (+ adversarial), the code's weights; Adamax; stops when fewer than ``tol`` labels change.
+      Labels = argmax Q; embedding = ``z / s``.
     * ``uns[key]["extras"]``: ``discriminator_accuracy`` (eval mode, all codes vs as many prior samples, at the
       end), ``discriminator_accuracy_pretrain`` / ``_train`` (mean batch accuracy while training) and
       ``pretrain_scores`` (silhouette per restart), ``latent_scale``.

@@ -103,7 +103,8 @@ class ScDEFER(TwoStageModel):
     raw counts with size factors; the graph branch's latent reconstructs the graph (``sigmoid(z_G,i . z_G,j)``).
 
     Training: (1) pretraining on ``L_r + 0.5 ZINB`` (Adam, ``learning_rate``, default 1e-3); (2) Leiden
-    (``n_clusters=None``) or k-means/average linkage (given k) on the pretrained fused embedding; (3) joint mutual supervision::
+    (``n_clusters=None``) or k-means/average linkage (given k) on the pretrained fused embedding; (3) joint mutual
+    supervision::
 
         0.3 L_r + 0.1 ZINB + 0.5 KL(P||Q) + 0.1 BCE(Q_G, P_G) + 0.1 BCE(Q_L, P_L)
 
@@ -121,8 +122,8 @@ class ScDEFER(TwoStageModel):
     and random pairs (the code's edge-only MSE over a dense ``n x n`` matrix); the latent-fusion weights
     ``a, b`` are per dimension instead of per cell (per-cell weights cannot embed new cells and are not
     mini-batchable); ``S`` is restricted to graph neighbours (the code's ``S`` is ``n x n``); both latents are
-    linear (the code's MLP latent ends in a ReLU); initialisation and labels come from Leiden or k-means/average linkage on ``z``
-    (the code picks between k-means and spectral clustering with the true labels); ``P`` is detached; the model
+    linear (the code's MLP latent ends in a ReLU); initialisation and labels come from Leiden or k-means/average
+    linkage on ``z`` (the code picks between k-means and spectral clustering with the true labels); ``P`` is detached; the model
     is trained in train mode; training runs on graph-local mini-batches.
 
     The model arguments below are keyword arguments of the constructor and of :func:`scfuse.tl.cluster`.

@@ -132,8 +132,8 @@ def cluster(
         Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters. ``None`` (default)
         scans resolutions 0.05-1.0 and keeps the coarsest Leiden partition of the pretrained embedding whose
         silhouette (cosine, on at most 3,000 cells) is within 0.03 of the highest: the embedding graph is sharper
-        than a PCA graph, and a fixed resolution of 1 splits known cell types into 2-4 clusters there. The chosen resolution is stored in
-        ``uns[key_added]["params"]["resolution_chosen"]``.
+        than a PCA graph, and a fixed resolution of 1 splits known cell types into 2-4 clusters there. The chosen
+        resolution is stored in ``uns[key_added]["params"]["resolution_chosen"]``.
     layer
         Layer with raw counts. When ``"counts"`` is missing and ``X`` holds counts, ``X`` is used.
     neighbors_key

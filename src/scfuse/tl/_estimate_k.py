@@ -121,7 +121,9 @@ def partition_with_k(
     sub = _subsample(z.shape[0], max_cells, random_state)
     candidates = {
         "kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z),
-        "average_linkage": average_linkage(z, n_clusters, metric=metric, max_cells=max_cells, random_state=random_state),
+        "average_linkage": average_linkage(
+            z, n_clusters, metric=metric, max_cells=max_cells, random_state=random_state
+        ),
     }
     sils = {name: _silhouette(z[sub], lab[sub], metric) for name, lab in candidates.items()}
     chosen = max(sils, key=lambda name: sils[name])
