@@ -101,6 +101,8 @@ class AttentionAE(TwoStageModel):
     graph_method = "gauss"
     default_batch_size = 256
     default_learning_rate = 1e-3
+    module_class = AttentionAEModule
+    module_hparams = ("hidden", "n_latent", "n_heads", "attention_dropout", "noise_std")
     default_hparams: dict[str, Any] = {
         **TwoStageModel.default_hparams,
         "hidden": (256, 64),
@@ -115,20 +117,6 @@ class AttentionAE(TwoStageModel):
         "min_cluster_size": 1,
     }
 
-    def _module_config(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "n_input": len(self.preprocessor.genes),
-            "hidden": tuple(h["hidden"]),
-            "n_latent": h["n_latent"],
-            "n_heads": h["n_heads"],
-            "attention_dropout": h["attention_dropout"],
-            "noise_std": h["noise_std"],
-            "n_clusters": self.n_clusters,
-        }
-
-    def _build_module(self, **config) -> AttentionAEModule:
-        return AttentionAEModule(**config)
 
     def _graph_loss(self, batch: Batch, g2: torch.Tensor) -> torch.Tensor:
         logits, target = self._pair_logits(batch, g2)

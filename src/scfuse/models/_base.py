@@ -62,7 +62,7 @@ def registered_methods() -> dict[str, type[FusionModel]]:
 class FusionModel:
     """Base class of the fusion clustering models.
 
-    A subclass sets the class attributes below, builds its torch module in ``_build_module`` and implements
+    A subclass sets the class attributes below (its torch module in ``module_class``) and implements
     ``_fit`` (the whole training schedule) and ``_infer`` (a no-grad pass over all cells that returns the
     embedding and soft assignments).
 
@@ -107,6 +107,10 @@ class FusionModel:
     default_cluster_epoch_range: ClassVar[tuple[int, int]] = (5, 50)
     default_batch_size: ClassVar[int] = 256
     default_learning_rate: ClassVar[float] = 1e-3
+    #: the torch module of the method, built with ``n_input``, ``n_clusters`` and the hyper-parameters named in
+    #: ``module_hparams`` (list values become tuples)
+    module_class: ClassVar[type[torch.nn.Module] | None] = None
+    module_hparams: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -439,11 +443,17 @@ class FusionModel:
         self.counts_source = None
         return self
 
-    def _module_config(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _module_config(self) -> dict[str, Any]:
+        """Constructor arguments of :attr:`module_class` (also saved with the model)."""
+        h = self.hparams
+        config: dict[str, Any] = {"n_input": len(self.preprocessor.genes)}
+        for name in self.module_hparams:
+            config[name] = tuple(h[name]) if isinstance(h[name], list | tuple) else h[name]
+        config["n_clusters"] = self.n_clusters
+        return config
 
-    def _build_module(self, **config) -> torch.nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _build_module(self, **config) -> torch.nn.Module:
+        return self.module_class(**config)
 
     def __repr__(self) -> str:
         n = None if self.data is None else self.data.n

@@ -178,6 +178,17 @@ class ScAMAC(FusionModel):
     default_pretrain_epoch_range = (1, 10)
     default_cluster_steps = 100
     default_cluster_epoch_range = (3, 50)
+    module_class = ScAMACModule
+    module_hparams = (
+        "hidden",
+        "n_latent",
+        "n_heads",
+        "channel_dim",
+        "attention_dropout",
+        "negative_slope",
+        "noise",
+        "identity_init",
+    )
     default_hparams: dict[str, Any] = {
         "hidden": 1500,
         "n_latent": 500,
@@ -211,25 +222,6 @@ class ScAMAC(FusionModel):
     @property
     def fkm(self) -> AdaptiveFuzzyKMeans:
         return AdaptiveFuzzyKMeans(gamma=self.hparams["gamma"], eps=self.hparams["eps"])
-
-    # ------------------------------------------------------------------ module
-    def _module_config(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "n_input": len(self.preprocessor.genes),
-            "hidden": int(h["hidden"]),
-            "n_latent": int(h["n_latent"]),
-            "n_heads": int(h["n_heads"]),
-            "channel_dim": int(h["channel_dim"]),
-            "attention_dropout": float(h["attention_dropout"]),
-            "negative_slope": float(h["negative_slope"]),
-            "noise": float(h["noise"]),
-            "identity_init": bool(h["identity_init"]),
-            "n_clusters": self.n_clusters,
-        }
-
-    def _build_module(self, **config) -> ScAMACModule:
-        return ScAMACModule(**config)
 
     # ------------------------------------------------------------------ helpers
     def _chunks(self, n: int) -> list[np.ndarray]:

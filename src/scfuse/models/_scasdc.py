@@ -182,6 +182,8 @@ class ScASDC(TwoStageModel):
     default_pretrain_epoch_range = (6, 40)
     default_cluster_steps = 60
     default_cluster_epoch_range = (6, 30)
+    module_class = ScASDCModule
+    module_hparams = ("hidden", "n_latent", "n_heads", "head_dims", "alpha")
     default_hparams: dict[str, Any] = {
         **TwoStageModel.default_hparams,
         "hidden": (1000, 1000, 4000),
@@ -201,20 +203,6 @@ class ScASDC(TwoStageModel):
         "min_cluster_size": 1,
     }
 
-    def _module_config(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "n_input": len(self.preprocessor.genes),
-            "hidden": tuple(h["hidden"]),
-            "n_latent": h["n_latent"],
-            "n_heads": h["n_heads"],
-            "head_dims": tuple(h["head_dims"]),
-            "alpha": h["alpha"],
-            "n_clusters": self.n_clusters,
-        }
-
-    def _build_module(self, **config) -> ScASDCModule:
-        return ScASDCModule(**config)
 
     def _zinb(self, batch: Batch, ae: dict) -> torch.Tensor:
         mean, disp, pi = self.module.zinb(ae["d3"])

@@ -208,6 +208,8 @@ class ScCAGN(TwoStageModel):
     default_pretrain_epoch_range = (10, 100)
     default_cluster_steps = 300
     default_cluster_epoch_range = (5, 30)
+    module_class = ScCAGNModule
+    module_hparams = ("hidden", "n_latent", "n_heads", "phi", "attention_residual", "disc_hidden")
     default_hparams: dict[str, Any] = {
         **TwoStageModel.default_hparams,
         "hidden": (100, 200, 200),
@@ -270,19 +272,6 @@ class ScCAGN(TwoStageModel):
         return super()._data_for(adata)
 
     # ------------------------------------------------------------------ module
-    def _module_config(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "n_input": len(self.preprocessor.genes),
-            "hidden": tuple(h["hidden"]),
-            "n_latent": h["n_latent"],
-            "n_heads": h["n_heads"],
-            "phi": h["phi"],
-            "attention_residual": bool(h["attention_residual"]),
-            "disc_hidden": h["disc_hidden"],
-            "n_clusters": self.n_clusters,
-        }
-
     def _build_module(self, **config) -> ScCAGNModule:
         if getattr(self, "_reuse_module", None) is not None:
             module, self._reuse_module = self._reuse_module, None
@@ -413,7 +402,7 @@ class ScCAGN(TwoStageModel):
             if r > 0:  # restart 0 uses the seeds set by train(); later ones derived seeds
                 torch.manual_seed(self.random_state + 7919 * r)
                 self.rng = np.random.default_rng([self.random_state, r])
-            self.module = ScCAGNModule(**self._module_config()).to(self.device)
+            self.module = self.module_class(**self._module_config()).to(self.device)
             self._new_discriminator_optimizer()
             history: dict = {}
             score = self._pretrain_candidate(pretrain_epochs, batch_size, learning_rate, history)

@@ -162,6 +162,8 @@ class ScDEFER(TwoStageModel):
     default_pretrain_epoch_range = (10, 60)
     default_cluster_steps = 60
     default_cluster_epoch_range = (6, 40)
+    module_class = ScDEFERModule
+    module_hparams = ("hidden", "n_latent", "hops", "sigma", "dropout")
     default_hparams: dict[str, Any] = {
         **TwoStageModel.default_hparams,
         "hidden": (1024, 128),
@@ -180,20 +182,6 @@ class ScDEFER(TwoStageModel):
         "min_cluster_size": 1,
     }
 
-    def _module_config(self) -> dict[str, Any]:
-        h = self.hparams
-        return {
-            "n_input": len(self.preprocessor.genes),
-            "hidden": tuple(h["hidden"]),
-            "n_latent": h["n_latent"],
-            "hops": h["hops"],
-            "sigma": h["sigma"],
-            "dropout": h["dropout"],
-            "n_clusters": self.n_clusters,
-        }
-
-    def _build_module(self, **config) -> ScDEFERModule:
-        return ScDEFERModule(**config)
 
     def _graph_loss(self, batch: Batch, z_g: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(*self._pair_logits(batch, z_g))
