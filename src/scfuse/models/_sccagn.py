@@ -158,7 +158,8 @@ class ScCAGN(TwoStageModel):
       mode, gradient into the encoder and the GCN) is added when ``adversarial_weight > 0``. **Default 0**: see
       below.
     * Pretraining: ``0.5 MSE(x_bar, x)`` (+ the adversarial term) on graph-local mini-batches of the fused network
-      (Adamax, ``learning_rate`` 1e-3); ``n_restarts`` (2) fresh networks, the one with the best silhouette of
+      (Adamax, ``learning_rate`` 1e-3) for about 2400 mini-batch steps (10-100 epochs: 100 on up to about
+      6,000 cells); ``n_restarts`` (2) fresh networks, the one with the best silhouette of
       the initial clustering (Leiden, or k-means/average linkage for a given ``n_clusters``) on its latent (at
       most 2000 sampled cells) is kept: no labels.
     * Clustering: Student-t ``Q`` on ``z / s``, where the constant ``s`` (``extras["latent_scale"]``) makes the mean
@@ -204,7 +205,7 @@ class ScCAGN(TwoStageModel):
     graph_method = "knn"
     default_batch_size = 256
     default_learning_rate = 1e-3
-    default_pretrain_steps = 600
+    default_pretrain_steps = 2400
     default_pretrain_epoch_range = (10, 100)
     default_cluster_steps = 300
     default_cluster_epoch_range = (5, 30)
