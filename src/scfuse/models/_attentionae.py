@@ -117,7 +117,6 @@ class AttentionAE(TwoStageModel):
         "min_cluster_size": 1,
     }
 
-
     def _graph_loss(self, batch: Batch, g2: torch.Tensor) -> torch.Tensor:
         logits, target = self._pair_logits(batch, g2)
         return F.mse_loss(torch.sigmoid(logits), target)

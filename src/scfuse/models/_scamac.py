@@ -158,9 +158,8 @@ class ScAMAC(FusionModel):
     see the benchmarks page); the script's 3 + 2 epochs per round for 50 rounds
     (``ae_epochs=3, fusion_epochs=2, max_epochs=50``) lowered the true-k ARI on ``baron_mouse2`` (seed 0,
     60-step warm-up) from 0.75 to 0.32 and is not the default (one epoch of each per round, rounds for about
-    100 steps); the cosine
-    schedule is stretched over ``max_epochs`` rounds; the last round is returned (the script returns the
-    round with the best ARI against the true labels).
+    100 steps); the cosine schedule is stretched over ``max_epochs`` rounds; the last round is returned (the
+    script returns the round with the best ARI against the true labels).
 
     Paper: Tan D, Yang C, Wang J, Su Y, Zheng C-H. scAMAC: self-supervised clustering of scRNA-seq data based on
     adaptive multi-scale autoencoder. Briefings in Bioinformatics 25(2): bbae068 (2024). doi:10.1093/bib/bbae068

@@ -203,7 +203,6 @@ class ScASDC(TwoStageModel):
         "min_cluster_size": 1,
     }
 
-
     def _zinb(self, batch: Batch, ae: dict) -> torch.Tensor:
         mean, disp, pi = self.module.zinb(ae["d3"])
         return zinb_nll(batch.counts, mean, disp, pi, batch.size_factors, eps=1e-10)

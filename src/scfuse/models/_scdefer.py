@@ -182,7 +182,6 @@ class ScDEFER(TwoStageModel):
         "min_cluster_size": 1,
     }
 
-
     def _graph_loss(self, batch: Batch, z_g: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(*self._pair_logits(batch, z_g))
 
