@@ -80,3 +80,21 @@ def assert_no_cell_by_cell(shapes: set[tuple[int, ...]], n: int) -> None:
     square = sorted(s for s in shapes if sum(d >= n for d in s) >= 2)
     assert not square, f"cells x cells tensors were allocated: {square[:3]}"
     assert any(s and s[0] == n for s in shapes), "no full-data pass was recorded"
+
+
+def assert_cluster_outputs(adata, key: str, n_latent: int) -> int:
+    """The fields every method writes: categorical labels ``'0'..'k-1'``, a finite ``n_latent``-d embedding and soft
+    assignments whose rows sum to 1 and whose argmax is the label. Returns k."""
+    import pandas as pd
+
+    labels = adata.obs[key]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    k = adata.uns[key]["n_clusters"]
+    assert list(labels.cat.categories) == [str(i) for i in range(k)]
+    emb = adata.obsm[f"X_{key}"]
+    assert emb.shape == (adata.n_obs, n_latent) and np.isfinite(emb).all()
+    proba = adata.obsm[f"{key}_proba"]
+    assert proba.shape == (adata.n_obs, k)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
+    return k

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from helpers import assert_cluster_outputs
 
 import scfuse
 from scfuse.nn import AdaptiveFuzzyKMeans
@@ -24,14 +24,7 @@ def amac_run():
 
 def test_fields_and_extras(amac_run):
     adata, model = amac_run
-    labels = adata.obs["scamac"]
-    assert isinstance(labels.dtype, pd.CategoricalDtype)
-    k = adata.uns["scamac"]["n_clusters"]
-    assert adata.obsm["X_scamac"].shape == (adata.n_obs, 30) and np.isfinite(adata.obsm["X_scamac"]).all()
-    proba = adata.obsm["scamac_proba"]
-    assert proba.shape == (adata.n_obs, k)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
+    assert_cluster_outputs(adata, "scamac", 30)
     rec = adata.uns["scamac"]
     ex = rec["extras"]
     assert 0.0 <= ex["membership_entropy"] <= ex["membership_entropy_max"] + 1e-6

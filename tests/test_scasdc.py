@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-from helpers import FAST
+from helpers import FAST, assert_cluster_outputs
 
 import scfuse
 
@@ -29,16 +28,7 @@ def clustered(sim_knn):
 
 def test_fields_written(clustered):
     adata, model = clustered
-    labels = adata.obs[METHOD]
-    assert isinstance(labels.dtype, pd.CategoricalDtype)
-    k = adata.uns[METHOD]["n_clusters"]
-    assert list(labels.cat.categories) == [str(i) for i in range(k)]
-    emb = adata.obsm[f"X_{METHOD}"]
-    assert emb.shape == (adata.n_obs, 10) and np.isfinite(emb).all()
-    proba = adata.obsm[f"{METHOD}_proba"]
-    assert proba.shape == (adata.n_obs, k)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
+    assert_cluster_outputs(adata, METHOD, 10)
     p = adata.uns[METHOD]["params"]
     assert p["method"] == METHOD and p["n_clusters_estimated"] is True
     assert len(adata.uns[METHOD]["history"]["pretrain_loss"]) == 3

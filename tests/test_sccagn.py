@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import FAST, assert_cluster_outputs
 
 import scfuse
 from scfuse.models._sccagn import ScCAGN, prune_knn
-
-FAST = {"pretrain_epochs": 3, "max_epochs": 2, "progress_bar": False}
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +22,7 @@ def cagn_run():
 
 def test_fields_and_extras(cagn_run):
     adata, model = cagn_run
-    labels = adata.obs["sccagn"]
-    assert isinstance(labels.dtype, pd.CategoricalDtype)
-    k = adata.uns["sccagn"]["n_clusters"]
-    assert adata.obsm["X_sccagn"].shape == (adata.n_obs, 8) and np.isfinite(adata.obsm["X_sccagn"]).all()
-    proba = adata.obsm["sccagn_proba"]
-    assert proba.shape == (adata.n_obs, k)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
+    k = assert_cluster_outputs(adata, "sccagn", 8)
     rec = adata.uns["sccagn"]
     ex = rec["extras"]
     assert 0.0 <= ex["discriminator_accuracy"] <= 1.0
