@@ -98,3 +98,15 @@ def assert_cluster_outputs(adata, key: str, n_latent: int) -> int:
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(proba.argmax(axis=1).astype(str), labels.to_numpy().astype(str))
     return k
+
+
+def assert_same_seed_same_result(base, method: str, **kwargs) -> tuple:
+    """Three runs of ``method`` on copies of ``base``: seeds 3, 3 and 4. The two seed-3 runs give the same labels and
+    embedding, seed 4 a different embedding. Returns the three AnnData objects."""
+    a, b, c = base.copy(), base.copy(), base.copy()
+    for x, seed in ((a, 3), (b, 3), (c, 4)):
+        scfuse.tl.cluster(x, method, random_state=seed, **kwargs)
+    np.testing.assert_array_equal(a.obs[method], b.obs[method])
+    np.testing.assert_array_equal(a.obsm[f"X_{method}"], b.obsm[f"X_{method}"])
+    assert not np.array_equal(a.obsm[f"X_{method}"], c.obsm[f"X_{method}"])
+    return a, b, c

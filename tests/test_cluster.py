@@ -5,7 +5,7 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 import torch
-from helpers import FAST, assert_cluster_outputs, assert_unchanged, snapshot
+from helpers import FAST, assert_cluster_outputs, assert_same_seed_same_result, assert_unchanged, snapshot
 
 import scfuse
 from scfuse._utils._validate import TrainingError
@@ -42,13 +42,7 @@ def test_h5ad_roundtrip(clustered_base, tmp_path):
 
 
 def test_same_seed_same_result(sim):
-    a, b, c = sim.copy(), sim.copy(), sim.copy()
-    scfuse.tl.cluster(a, random_state=3, **FAST)
-    scfuse.tl.cluster(b, random_state=3, **FAST)
-    scfuse.tl.cluster(c, random_state=4, **FAST)
-    np.testing.assert_array_equal(a.obs["attentionae"], b.obs["attentionae"])
-    np.testing.assert_array_equal(a.obsm["X_attentionae"], b.obsm["X_attentionae"])
-    assert not np.array_equal(a.obsm["X_attentionae"], c.obsm["X_attentionae"])
+    a, _, _ = assert_same_seed_same_result(sim, "attentionae", **FAST)
     assert a.uns["attentionae"]["params"]["random_state"] == 3
 
 

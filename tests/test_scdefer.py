@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, assert_cluster_outputs
+from helpers import FAST, assert_cluster_outputs, assert_same_seed_same_result
 
 import scfuse
 
@@ -64,12 +64,7 @@ def test_save_load_predict(clustered, sim_knn, tmp_path):
 
 
 def test_same_seed_same_result(sim_knn):
-    a, b, c = sim_knn.copy(), sim_knn.copy(), sim_knn.copy()
-    for ad_, seed in ((a, 3), (b, 3), (c, 4)):
-        scfuse.tl.cluster(ad_, METHOD, n_clusters=3, random_state=seed, **FAST, **SMALL)
-    np.testing.assert_array_equal(a.obs[METHOD], b.obs[METHOD])
-    np.testing.assert_array_equal(a.obsm[f"X_{METHOD}"], b.obsm[f"X_{METHOD}"])
-    assert not np.array_equal(a.obsm[f"X_{METHOD}"], c.obsm[f"X_{METHOD}"])
+    assert_same_seed_same_result(sim_knn, METHOD, n_clusters=3, **FAST, **SMALL)
 
 
 def test_learning_on_simulated_groups():
