@@ -22,7 +22,7 @@ def cagn_run():
 
 def test_fields_and_extras(cagn_run):
     adata, model = cagn_run
-    k = assert_cluster_outputs(adata, "sccagn", 8)
+    assert_cluster_outputs(adata, "sccagn", 8)
     rec = adata.uns["sccagn"]
     ex = rec["extras"]
     assert 0.0 <= ex["discriminator_accuracy"] <= 1.0

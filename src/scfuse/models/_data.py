@@ -10,7 +10,6 @@ import scipy.sparse as sp
 import torch
 
 from .._utils._graph import binary_adjacency, neighbor_table, normalize_adjacency, to_torch_sparse
-from .._utils._validate import get_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData

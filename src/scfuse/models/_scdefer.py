@@ -123,8 +123,8 @@ class ScDEFER(TwoStageModel):
     ``a, b`` are per dimension instead of per cell (per-cell weights cannot embed new cells and are not
     mini-batchable); ``S`` is restricted to graph neighbours (the code's ``S`` is ``n x n``); both latents are
     linear (the code's MLP latent ends in a ReLU); initialisation and labels come from Leiden or k-means/average
-    linkage on ``z`` (the code picks between k-means and spectral clustering with the true labels); ``P`` is detached; the model
-    is trained in train mode; training runs on graph-local mini-batches.
+    linkage on ``z`` (the code picks between k-means and spectral clustering with the true labels); ``P`` is
+    detached; the model is trained in train mode; training runs on graph-local mini-batches.
 
     The model arguments below are keyword arguments of the constructor and of :func:`scfuse.tl.cluster`.
 
