@@ -34,3 +34,11 @@ def clustered_base(sim_base):
     return adata, model
 
 
+
+
+@pytest.fixture(scope="session")
+def sim_knn():
+    """The same 300 cells with a binary kNN graph (k=10), the graph of scasdc and scdefer."""
+    adata = scfuse.datasets.simulate(300, 100, 3, random_state=0)
+    scfuse.pp.build_graph(adata, n_neighbors=10, method="knn")
+    return adata

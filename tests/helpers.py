@@ -110,3 +110,21 @@ def assert_same_seed_same_result(base, method: str, **kwargs) -> tuple:
     np.testing.assert_array_equal(a.obsm[f"X_{method}"], b.obsm[f"X_{method}"])
     assert not np.array_equal(a.obsm[f"X_{method}"], c.obsm[f"X_{method}"])
     return a, b, c
+
+
+def assert_no_n_by_n(method: str, n: int = 2000, *, graph: str = "knn", **kwargs) -> None:
+    """Build a ``graph`` kNN graph on ``n`` simulated cells (n above the batch size) and train ``method`` for one
+    epoch per phase: no ``n x n`` tensor may be allocated (:func:`assert_no_cell_by_cell`)."""
+    adata = scfuse.datasets.simulate(n, kwargs.pop("n_genes", 40), 3, random_state=2)
+    scfuse.pp.build_graph(adata, method=graph, n_neighbors=kwargs.pop("n_neighbors", 15))
+    run = {"n_clusters": 3, "pretrain_epochs": 1, "max_epochs": 1, "progress_bar": False, **kwargs}
+    shapes = dense_shapes(lambda: scfuse.tl.cluster(adata, method, **run))
+    assert_no_cell_by_cell(shapes, n)
+
+
+def assert_save_load_same(model, adata, path) -> None:
+    """A saved and reloaded ``model`` gives the same embedding (to 1e-5) and the same labels on ``adata``."""
+    model.save(path)
+    back = scfuse.models.FusionModel.load(path, adata.copy())
+    np.testing.assert_allclose(back.get_latent_representation(), model.get_latent_representation(), atol=1e-5)
+    np.testing.assert_array_equal(back.predict(), model.predict())

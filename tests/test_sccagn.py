@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from helpers import FAST, assert_cluster_outputs, assert_same_seed_same_result
+from helpers import FAST, assert_cluster_outputs, assert_no_n_by_n, assert_same_seed_same_result
 
 import scfuse
 from scfuse.models._sccagn import ScCAGN, prune_knn
@@ -87,16 +87,9 @@ def test_adversarial_gradient_reaches_encoder():
 
 
 def test_no_n_by_n_allocation():
-    from helpers import assert_no_cell_by_cell, dense_shapes
-
-    n, g, bs = 3000, 20, 64
-    adata = scfuse.datasets.simulate(n, g, 3, random_state=0)
-    scfuse.pp.build_graph(adata, method="knn", n_neighbors=10)
-    shapes = dense_shapes(
-        lambda: scfuse.tl.cluster(adata, "sccagn", pretrain_epochs=1, max_epochs=1, batch_size=bs, n_top_genes=g,
-                                  n_restarts=1, progress_bar=False)
+    assert_no_n_by_n(
+        "sccagn", 3000, n_genes=20, n_neighbors=10, n_clusters=None, batch_size=64, n_top_genes=20, n_restarts=1
     )
-    assert_no_cell_by_cell(shapes, n)
 
 
 def test_bad_arguments():

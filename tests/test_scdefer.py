@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import FAST, assert_cluster_outputs, assert_same_seed_same_result
+from helpers import FAST, assert_cluster_outputs, assert_no_n_by_n, assert_same_seed_same_result, assert_save_load_same
 
 import scfuse
 
 METHOD = "scdefer"
 SMALL = {"hidden": (64, 32)}  # a narrow encoder keeps the tests fast; the maths is the default's
-
-
-@pytest.fixture(scope="module")
-def sim_knn():
-    adata = scfuse.datasets.simulate(300, 100, 3, random_state=0)
-    scfuse.pp.build_graph(adata, n_neighbors=10, method="knn")
-    return adata
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +49,7 @@ def test_tagconv_matches_dense_polynomial():
 
 
 def test_save_load_predict(clustered, sim_knn, tmp_path):
-    _, model = clustered
-    model.save(tmp_path / "m")
-    back = scfuse.models.FusionModel.load(tmp_path / "m", sim_knn.copy())
-    np.testing.assert_allclose(back.get_latent_representation(), model.get_latent_representation(), atol=1e-5)
-    np.testing.assert_array_equal(back.predict(), model.predict())
+    assert_save_load_same(clustered[1], sim_knn, tmp_path / "m")
 
 
 def test_same_seed_same_result(sim_knn):
@@ -81,12 +70,4 @@ def test_learning_on_simulated_groups():
 
 def test_no_n_by_n_tensor():
     """Training and inference on 2000 cells (n > batch size) never materialise a cells x cells tensor."""
-    from helpers import assert_no_cell_by_cell, dense_shapes
-
-    n = 2000
-    adata = scfuse.datasets.simulate(n, 40, 3, random_state=2)
-    scfuse.pp.build_graph(adata, method="knn")
-    shapes = dense_shapes(
-        lambda: scfuse.tl.cluster(adata, METHOD, n_clusters=3, pretrain_epochs=1, max_epochs=1, progress_bar=False, **SMALL)
-    )
-    assert_no_cell_by_cell(shapes, n)
+    assert_no_n_by_n(METHOD, 2000, **SMALL)
