@@ -24,6 +24,7 @@ def test_fields_written(clustered_base):
     p = rec["params"]
     assert p["method"] == key and p["random_state"] == 0 and p["device"] == "cpu"
     assert p["n_clusters_estimated"] is True and p["n_clusters"] == k
+    assert p["resolution"] == "scan" and p["resolution_chosen"] in p["resolution_scan"]  # attentionae's default
     assert p["pretrain_epochs"] == 3 and p["max_epochs"] == 2
     assert len(rec["history"]["pretrain_loss"]) == 3
     assert np.all(np.isfinite(rec["history"]["pretrain_loss"]))
@@ -181,6 +182,8 @@ def test_error_too_few_cells_and_bad_k(sim):
     _expect_error(sim, ValueError, "between 2 and", n_clusters=1)
     _expect_error(sim, ValueError, "between 2 and", n_clusters=sim.n_obs + 1)
     _expect_error(sim, TypeError, "n_clusters", n_clusters=2.5)
+    _expect_error(sim, ValueError, "resolution must be", resolution="fine")
+    _expect_error(sim, ValueError, "resolution must be", resolution=0)
     tiny = sim[:8].copy()
     _expect_error(tiny, ValueError, "at least 10")
 

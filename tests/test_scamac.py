@@ -28,6 +28,9 @@ def test_fields_and_extras(amac_run):
     rec = adata.uns["scamac"]
     ex = rec["extras"]
     assert 0.0 <= ex["membership_entropy"] <= ex["membership_entropy_max"] + 1e-6
+    # k estimated by Leiden at scamac's fixed default resolution, not by the scan
+    assert rec["params"]["resolution"] == 0.5 and rec["params"]["resolution_chosen"] == 0.5
+    assert "resolution_scan" not in rec["params"]
     assert len(rec["history"]["cluster_delta_label"]) == 2 and len(rec["history"]["pretrain_loss"]) == 2
     # the reconstruction layer: only on request, NaN outside the model's genes
     layer = adata.layers["scamac_reconstruction"]
@@ -39,8 +42,10 @@ def test_fields_and_extras(amac_run):
 
 def test_no_reconstruction_by_default():
     adata = scfuse.datasets.simulate(120, 60, 2, random_state=0)
-    scfuse.tl.cluster(adata, "scamac", pretrain_epochs=1, max_epochs=1, **SMALL)
+    scfuse.tl.cluster(adata, "scamac", pretrain_epochs=1, max_epochs=1, resolution="scan", **SMALL)
     assert not [k for k in adata.layers if k.startswith("scamac")]
+    p = adata.uns["scamac"]["params"]  # the scan on request
+    assert p["resolution"] == "scan" and p["resolution_chosen"] in p["resolution_scan"]
 
 
 def test_same_seed_same_result():
@@ -110,4 +115,6 @@ def test_bad_arguments():
         scfuse.tl.cluster(adata, "scamac", gamma=0.0, **SMALL)
     with pytest.raises(ValueError, match="ae_epochs"):
         scfuse.tl.cluster(adata, "scamac", ae_epochs=-1, **SMALL)
+    with pytest.raises(ValueError, match="resolution"):
+        scfuse.tl.cluster(adata, "scamac", resolution="finest", **SMALL)
     assert "scamac" not in adata.obs

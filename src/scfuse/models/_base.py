@@ -111,13 +111,16 @@ class FusionModel:
     #: ``module_hparams`` (list values become tuples)
     module_class: ClassVar[type[torch.nn.Module] | None] = None
     module_hparams: ClassVar[tuple[str, ...]] = ()
+    #: Leiden resolution used with ``n_clusters=None`` when ``resolution`` is not given: ``"scan"`` (the
+    #: silhouette-guided scan of :func:`scfuse.tl._estimate_k.choose_resolution`) or a fixed number
+    default_resolution: ClassVar[float | str] = "scan"
 
     def __init__(
         self,
         adata: AnnData,
         *,
         n_clusters: int | None = None,
-        resolution: float | None = None,
+        resolution: float | str | None = None,
         layer: str | None = "counts",
         neighbors_key: str | None = "scfuse",
         obsp: str | None = None,
@@ -134,9 +137,7 @@ class FusionModel:
             )
         self.hparams = {**_copy.deepcopy(self.default_hparams), **hparams}
         self.n_clusters_requested = check_n_clusters(n_clusters, adata.n_obs)
-        if resolution is not None and not (isinstance(resolution, int | float) and resolution > 0):
-            raise ValueError(f"resolution must be a positive number or None, got {resolution!r}.")
-        self.resolution = None if resolution is None else float(resolution)
+        self.resolution = self._check_resolution(self.default_resolution if resolution is None else resolution)
         self.layer = layer
         self.neighbors_key = neighbors_key
         self.obsp = obsp
@@ -163,6 +164,15 @@ class FusionModel:
         self.train_params: dict[str, Any] = {}
         self.device = torch.device("cpu")
         self._results: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def _check_resolution(resolution: float | str) -> float | None:
+        """A positive number, or ``None`` for ``"scan"``."""
+        if isinstance(resolution, str) and resolution == "scan":
+            return None
+        if isinstance(resolution, bool) or not (isinstance(resolution, int | float) and resolution > 0):
+            raise ValueError(f'resolution must be a positive number, "scan" or None, got {resolution!r}.')
+        return float(resolution)
 
     # ------------------------------------------------------------------ data
     def _make_data(self, counts, graph) -> CellData:

@@ -86,7 +86,7 @@ def cluster(
     method: Method = "attentionae",
     *,
     n_clusters: int | None = None,
-    resolution: float | None = None,
+    resolution: float | Literal["scan"] | None = None,
     layer: str | None = "counts",
     neighbors_key: str | None = "scfuse",
     obsp: str | None = None,
@@ -129,11 +129,13 @@ def cluster(
         the nearest-neighbour vote that labels the other cells; ``uns[key_added]["n_clusters"]`` is the number
         found, ``uns[key_added]["params"]["n_clusters_init"]`` the number the clustering stage started from.
     resolution
-        Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters. ``None`` (default)
-        scans resolutions 0.05-1.0 and keeps the coarsest Leiden partition of the pretrained embedding whose
+        Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters. ``"scan"`` scans
+        resolutions 0.05-1.0 and keeps the coarsest Leiden partition of the pretrained embedding whose
         silhouette (cosine, on at most 3,000 cells) is within 0.03 of the highest: the embedding graph is sharper
-        than a PCA graph, and a fixed resolution of 1 splits known cell types into 2-4 clusters there. The chosen
-        resolution is stored in ``uns[key_added]["params"]["resolution_chosen"]``.
+        than a PCA graph, and a fixed resolution of 1 splits known cell types into 2-4 clusters there. ``None``
+        (default) takes the method's default: the scan, except for ``"scamac"`` (0.5), whose embedding the scan
+        cuts into too few clusters. The resolution used is stored in
+        ``uns[key_added]["params"]["resolution_chosen"]``.
     layer
         Layer with raw counts. When ``"counts"`` is missing and ``X`` holds counts, ``X`` is used.
     neighbors_key
@@ -232,7 +234,7 @@ def cluster(
         "n_clusters": n_used,
         "n_clusters_init": int(model.n_clusters),
         "n_clusters_estimated": bool(model.n_clusters_estimated),
-        "resolution": resolution,
+        "resolution": "scan" if model.resolution is None else model.resolution,
         **model.init_info,
         "layer": model.counts_source if model.uses_counts else layer,
         "neighbors_key": neighbors_key,
