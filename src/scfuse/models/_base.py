@@ -112,7 +112,7 @@ class FusionModel:
     module_class: ClassVar[type[torch.nn.Module] | None] = None
     module_hparams: ClassVar[tuple[str, ...]] = ()
     #: Leiden resolution used with ``n_clusters=None`` when ``resolution`` is not given: ``"scan"`` (the
-    #: silhouette-guided scan of :func:`scfuse.tl._estimate_k.choose_resolution`) or a fixed number
+    #: silhouette-guided scan of resolutions 0.05-1.0, see :func:`scfuse.tl.cluster`) or a fixed number
     default_resolution: ClassVar[float | str] = "scan"
 
     def __init__(
