@@ -34,8 +34,6 @@ def clustered_base(sim_base):
     return adata, model
 
 
-
-
 @pytest.fixture(scope="session")
 def sim_knn():
     """The same 300 cells with a binary kNN graph (k=10), the graph of scasdc and scdefer."""
