@@ -110,21 +110,23 @@ def average_linkage(
 def partition_with_k(
     z: np.ndarray, n_clusters: int, *, metric: str = "cosine", max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
 ) -> tuple[np.ndarray, dict]:
-    """``n_clusters`` clusters of an embedding without labels: k-means (20 restarts) and average linkage (cosine,
-    on a subsample) both run, and the partition with the higher silhouette is kept.
+    """``n_clusters`` clusters of an embedding without labels: k-means (20 restarts) and average linkage (on a
+    subsample) with cosine and with Euclidean distances all run, and the partition with the highest silhouette
+    (``metric``) is kept.
 
     k-means favours clusters of similar size and splits large cell types when the given k counts rare ones;
-    average linkage keeps rare types apart but can isolate outliers. The silhouette decides per data set.
+    average linkage keeps rare types apart but can isolate outliers. Which distance separates an embedding's
+    types best depends on the model (some latents are organised by direction, others also by norm). The
+    silhouette decides per data set.
     """
     from sklearn.cluster import KMeans
 
     sub = _subsample(z.shape[0], max_cells, random_state)
-    candidates = {
-        "kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z),
-        "average_linkage": average_linkage(
-            z, n_clusters, metric=metric, max_cells=max_cells, random_state=random_state
-        ),
-    }
+    candidates = {"kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z)}
+    for dist in ("cosine", "euclidean"):
+        candidates[f"average_linkage_{dist}"] = average_linkage(
+            z, n_clusters, metric=dist, max_cells=max_cells, random_state=random_state
+        )
     sils = {name: _silhouette(z[sub], lab[sub], metric) for name, lab in candidates.items()}
     chosen = max(sils, key=lambda name: sils[name])
     info = {"init_method": chosen, **{f"silhouette_{name}": s for name, s in sils.items()}}
@@ -144,7 +146,7 @@ def initial_clusters(
     ``n_clusters=None``: Leiden on the embedding decides k, at ``resolution`` or, when it is ``None``, at the
     resolution chosen by :func:`choose_resolution` (silhouette scan over :data:`RESOLUTION_GRID`). Communities
     with fewer than ``min_size`` cells are folded into the community of the nearest centre. An integer:
-    :func:`partition_with_k` (k-means or average linkage, by silhouette). Also returns a record of how the
+    :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean distances, by silhouette). Also returns a record of how the
     clusters were found.
     """
     from sklearn.cluster import KMeans
