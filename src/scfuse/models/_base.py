@@ -300,7 +300,7 @@ class FusionModel:
 
     def _init_clusters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """k and centres from the pretrained embedding (:func:`scfuse.tl._estimate_k.initial_clusters`): Leiden
-        when ``n_clusters`` is None, else k-means or average linkage, by silhouette."""
+        when ``n_clusters`` is None, else k-means or average linkage (cosine or Euclidean), by silhouette."""
         from ..tl._estimate_k import initial_clusters
 
         labels, centers, info = initial_clusters(

@@ -123,11 +123,12 @@ def cluster(
     n_clusters
         Number of clusters. ``None`` estimates it (Leiden on the pretrained embedding); an integer starts the
         clustering stage from that many clusters of the pretrained embedding: k-means or average linkage
-        (cosine, on at most 3,000 sampled cells), whichever partition has the higher silhouette. The choice is
-        stored in ``uns[key_added]["params"]["init_method"]``. Fewer clusters can come back: the clustering
-        stage may leave clusters empty, and on more than 3,000 cells a cluster of a few sampled cells can lose
-        the nearest-neighbour vote that labels the other cells; ``uns[key_added]["n_clusters"]`` is the number
-        found, ``uns[key_added]["params"]["n_clusters_init"]`` the number the clustering stage started from.
+        (cosine or Euclidean distances, on at most 3,000 sampled cells), whichever partition has the highest
+        silhouette. The choice is stored in ``uns[key_added]["params"]["init_method"]``. Fewer clusters can come
+        back: the clustering stage may leave clusters empty, and on more than 3,000 cells a cluster of a few
+        sampled cells can lose the nearest-neighbour vote that labels the other cells;
+        ``uns[key_added]["n_clusters"]`` is the number found, ``uns[key_added]["params"]["n_clusters_init"]`` the
+        number the clustering stage started from.
     resolution
         Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters. ``"scan"`` scans
         resolutions 0.05-1.0 and keeps the coarsest Leiden partition of the pretrained embedding whose

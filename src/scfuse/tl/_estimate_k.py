@@ -146,8 +146,8 @@ def initial_clusters(
     ``n_clusters=None``: Leiden on the embedding decides k, at ``resolution`` or, when it is ``None``, at the
     resolution chosen by :func:`choose_resolution` (silhouette scan over :data:`RESOLUTION_GRID`). Communities
     with fewer than ``min_size`` cells are folded into the community of the nearest centre. An integer:
-    :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean distances, by silhouette). Also returns a record of how the
-    clusters were found.
+    :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean distances, by silhouette).
+    Also returns a record of how the clusters were found.
     """
     from sklearn.cluster import KMeans
 
