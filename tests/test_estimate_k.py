@@ -54,5 +54,6 @@ def test_initial_clusters_centres_and_record(k):
     labels, centers, info = initial_clusters(z, k)
     assert centers.shape == (labels.max() + 1, z.shape[1]) and centers.dtype == np.float32
     assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
-    assert ("resolution_chosen" in info) if k is None else info["init_method"].startswith(("kmeans", "average_linkage"))
+    starts = {"kmeans", "average_linkage_cosine", "average_linkage_euclidean"}
+    assert ("resolution_chosen" in info) if k is None else (info["init_method"] in starts)
     assert adjusted_rand_score(y, labels) > 0.95
