@@ -136,6 +136,8 @@ class FusionModel:
                 f"Valid model arguments: {sorted(self.default_hparams)}."
             )
         self.hparams = {**_copy.deepcopy(self.default_hparams), **hparams}
+        if self.hparams.get("given_k_start", "silhouette") not in ("silhouette", "leiden"):
+            raise ValueError(f'given_k_start must be "silhouette" or "leiden", got {self.hparams["given_k_start"]!r}.')
         self.n_clusters_requested = check_n_clusters(n_clusters, adata.n_obs)
         self.resolution = self._check_resolution(self.default_resolution if resolution is None else resolution)
         self.layer = layer
@@ -300,7 +302,8 @@ class FusionModel:
 
     def _init_clusters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """k and centres from the pretrained embedding (:func:`scfuse.tl._estimate_k.initial_clusters`): Leiden
-        when ``n_clusters`` is None, else k-means or average linkage (cosine or Euclidean), by silhouette."""
+        when ``n_clusters`` is None; else, by the ``given_k_start`` hyper-parameter, k-means or average linkage
+        (cosine or Euclidean) by silhouette (``"silhouette"``), or Leiden split or merged to k (``"leiden"``)."""
         from ..tl._estimate_k import initial_clusters
 
         labels, centers, info = initial_clusters(
@@ -309,6 +312,7 @@ class FusionModel:
             resolution=self.resolution,
             random_state=self.random_state,
             min_size=self.hparams.get("min_cluster_size", 1),
+            given_k_start=self.hparams.get("given_k_start", "silhouette"),
         )
         self.init_info = info
         self.n_clusters = centers.shape[0]

@@ -215,6 +215,7 @@ class ScAMAC(FusionModel):
         "feedback_weight": 1.0,
         "return_reconstruction": False,
         "min_cluster_size": 1,
+        "given_k_start": "leiden",
     }
 
     def __init__(self, adata, **kwargs) -> None:

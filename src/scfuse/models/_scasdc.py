@@ -201,6 +201,7 @@ class ScASDC(TwoStageModel):
         "cluster_learning_rate": 1e-4,
         "gcn_learning_rate": 1e-3,
         "min_cluster_size": 1,
+        "given_k_start": "silhouette",
     }
 
     def _zinb(self, batch: Batch, ae: dict) -> torch.Tensor:

@@ -231,6 +231,7 @@ class ScCAGN(TwoStageModel):
         "kl_pred_weight": 1e-3,
         "tau": 0.5,
         "min_cluster_size": 1,
+        "given_k_start": "silhouette",
     }
 
     def __init__(self, adata, **kwargs) -> None:
@@ -390,7 +391,13 @@ class ScCAGN(TwoStageModel):
         z = self._forward_all(self.data)["latent"].cpu().numpy()
         if not np.all(np.isfinite(z)):
             return -np.inf
-        labels = initial_clusters(z, self.n_clusters_requested, resolution=self.resolution, random_state=self.random_state)[0]
+        labels = initial_clusters(
+            z,
+            self.n_clusters_requested,
+            resolution=self.resolution,
+            random_state=self.random_state,
+            given_k_start=self.hparams["given_k_start"],
+        )[0]
         if len(np.unique(labels)) < 2:
             return -1.0
         return float(silhouette_score(z, labels, sample_size=min(len(z), 2000), random_state=self.random_state))

@@ -180,6 +180,7 @@ class ScDEFER(TwoStageModel):
         "bce_mlp_weight": 0.1,
         "cluster_learning_rate": 1e-4,
         "min_cluster_size": 1,
+        "given_k_start": "silhouette",
     }
 
     def _graph_loss(self, batch: Batch, z_g: torch.Tensor) -> torch.Tensor:

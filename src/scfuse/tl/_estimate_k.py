@@ -133,6 +133,84 @@ def partition_with_k(
     return candidates[chosen], info
 
 
+def leiden_to_k(
+    z: np.ndarray,
+    labels: np.ndarray,
+    n_clusters: int,
+    *,
+    metric: str = "cosine",
+    max_cells: int = MAX_SCORE_CELLS,
+    random_state: int = 0,
+) -> tuple[np.ndarray, str]:
+    """Split or merge a partition (the Leiden communities) to exactly ``n_clusters`` clusters, without labels.
+
+    Too few: every community gets an average-linkage dendrogram (``metric``; a random subsample of at most
+    ``max_cells`` of its cells, the others take the label of their nearest subsampled cell); the
+    ``n_clusters - k`` merges of greatest height over all the dendrograms are undone, so the most separated
+    sub-groups are split off first, whichever community holds them. Too many: communities are merged by
+    average linkage, the pair with the smallest mean distance between their cells first (exact for the cosine
+    distance, centroid distance for the Euclidean one). Memory O(max_cells^2 + n). Returns the labels and what
+    was done (``"leiden"``, ``"leiden_split"`` or ``"leiden_merged"``).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.neighbors import KNeighborsClassifier
+
+    _, labels = np.unique(labels, return_inverse=True)
+    k0 = int(labels.max()) + 1
+    if k0 == n_clusters:
+        return labels, "leiden"
+    if k0 < n_clusters:
+        trees, heights = {}, []
+        for c in range(k0):
+            members = np.flatnonzero(labels == c)
+            if members.size < 2:
+                continue
+            sub = members[_subsample(members.size, max_cells, random_state + c)]
+            tree = linkage(z[sub].astype(np.float64), method="average", metric=metric)
+            trees[c] = (members, sub, tree)
+            top = tree[::-1, 2][: n_clusters - k0]  # heights of the last merges, greatest first
+            heights += [(float(h), c) for h in top]
+        heights.sort(key=lambda t: -t[0])
+        pieces = dict.fromkeys(range(k0), 1)
+        for _, c in heights[: n_clusters - k0]:
+            pieces[c] += 1
+        out, nxt = labels.copy(), k0
+        for c, m in pieces.items():
+            if m == 1:
+                continue
+            members, sub, tree = trees[c]
+            part = fcluster(tree, m, criterion="maxclust") - 1
+            if sub.size < members.size:
+                part = KNeighborsClassifier(1, metric=metric).fit(z[sub], part).predict(z[members])
+            for j in range(1, int(part.max()) + 1):
+                out[members[part == j]] = nxt
+                nxt += 1
+        _, out = np.unique(out, return_inverse=True)
+        return out.astype(np.int64), "leiden_split"
+    zz = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12) if metric == "cosine" else z
+    groups = {c: np.flatnonzero(labels == c) for c in range(k0)}
+    sums = {c: zz[g].sum(axis=0, dtype=np.float64) for c, g in groups.items()}
+    while len(groups) > n_clusters:
+        keys = sorted(groups)
+        best = None
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                na, nb = groups[a].size, groups[b].size
+                if metric == "cosine":
+                    d = 1.0 - float(sums[a] @ sums[b]) / (na * nb)
+                else:
+                    d = float(np.linalg.norm(sums[a] / na - sums[b] / nb))
+                if best is None or d < best[0]:
+                    best = (d, a, b)
+        _, a, b = best
+        groups[a] = np.concatenate([groups[a], groups.pop(b)])
+        sums[a] = sums[a] + sums.pop(b)
+    out = np.empty_like(labels)
+    for i, c in enumerate(sorted(groups)):
+        out[groups[c]] = i
+    return out, "leiden_merged"
+
+
 def initial_clusters(
     z: np.ndarray,
     n_clusters: int | None,
@@ -140,19 +218,23 @@ def initial_clusters(
     resolution: float | None = None,
     random_state: int = 0,
     min_size: int = 1,
+    given_k_start: str = "silhouette",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Labels and centres that start the clustering stage, found without any ground truth.
 
     ``n_clusters=None``: Leiden on the embedding decides k, at ``resolution`` or, when it is ``None``, at the
     resolution chosen by :func:`choose_resolution` (silhouette scan over :data:`RESOLUTION_GRID`). Communities
-    with fewer than ``min_size`` cells are folded into the community of the nearest centre. An integer:
-    :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean distances, by silhouette).
-    Also returns a record of how the clusters were found.
+    with fewer than ``min_size`` cells are folded into the community of the nearest centre. An integer, with
+    ``given_k_start="silhouette"``: :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean
+    distances, by silhouette); with ``given_k_start="leiden"``: the Leiden communities found as without a k, split
+    or merged to exactly that k by :func:`leiden_to_k`. Also returns a record of how the clusters were found.
     """
     from sklearn.cluster import KMeans
 
+    if given_k_start not in ("silhouette", "leiden"):
+        raise ValueError(f'given_k_start must be "silhouette" or "leiden", got {given_k_start!r}.')
     info: dict = {}
-    if n_clusters is None:
+    if n_clusters is None or given_k_start == "leiden":
         if resolution is None:
             res, labels, scan = choose_resolution(z, random_state=random_state)
             info = {
@@ -166,7 +248,11 @@ def initial_clusters(
             info = {"resolution_chosen": resolution}
         if min_size > 1:
             labels = _fold_small(z, labels, min_size)
-        if len(np.unique(labels)) < 2:
+        if n_clusters is not None:
+            k_leiden = int(np.unique(labels).size)
+            labels, how = leiden_to_k(z, labels, n_clusters, random_state=random_state)
+            info = {**info, "init_method": how, "n_clusters_leiden": k_leiden}
+        elif len(np.unique(labels)) < 2:
             labels = KMeans(2, n_init=20, random_state=random_state).fit_predict(z)
     else:
         labels, info = partition_with_k(z, n_clusters, random_state=random_state)
