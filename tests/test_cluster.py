@@ -116,6 +116,10 @@ def test_error_unknown_kwarg(sim):
     _expect_error(sim, TypeError, "Valid model arguments", n_latnet=5)
 
 
+def test_error_bad_given_k_start(sim):
+    _expect_error(sim, ValueError, "given_k_start", n_clusters=3, given_k_start="random")
+
+
 def test_error_normalised_counts(sim):
     sim.X = sim.X.copy()
     sc.pp.normalize_total(sim)

@@ -57,3 +57,40 @@ def test_initial_clusters_centres_and_record(k):
     starts = {"kmeans", "average_linkage_cosine", "average_linkage_euclidean"}
     assert ("resolution_chosen" in info) if k is None else (info["init_method"] in starts)
     assert adjusted_rand_score(y, labels) > 0.95
+
+
+def test_leiden_to_k_splits_off_the_most_separated_groups():
+    from scfuse.tl._estimate_k import leiden_to_k
+
+    # a coarse partition that lumps the three rare groups into the second large one
+    z, y = _blobs([600, 500, 12, 10, 8], seed=3)
+    coarse = np.minimum(y, 1)
+    labels, how = leiden_to_k(z, coarse, 5)
+    assert how == "leiden_split"
+    assert np.array_equal(np.unique(labels), np.arange(5))
+    assert adjusted_rand_score(y, labels) > 0.95
+    # the two large groups are not cut: each keeps one label
+    assert all(len(np.unique(labels[y == g])) == 1 for g in (0, 1))
+
+
+def test_leiden_to_k_merges_the_closest_communities():
+    from scfuse.tl._estimate_k import leiden_to_k
+
+    z, y = _blobs([300, 300, 300], seed=4)
+    fine = y * 2 + (np.arange(len(y)) % 2)  # each group cut in two halves
+    labels, how = leiden_to_k(z, fine, 3)
+    assert how == "leiden_merged"
+    assert adjusted_rand_score(y, labels) == 1.0
+    same, how = leiden_to_k(z, y, 3)
+    assert how == "leiden" and adjusted_rand_score(y, same) == 1.0
+
+
+def test_initial_clusters_leiden_start_gives_exactly_k():
+    z, y = _blobs([400, 300, 20, 15], seed=5)
+    labels, centers, info = initial_clusters(z, 4, given_k_start="leiden")
+    assert info["init_method"] in {"leiden", "leiden_split", "leiden_merged"}
+    assert "resolution_chosen" in info and info["n_clusters_leiden"] >= 1
+    assert centers.shape == (4, z.shape[1]) and np.array_equal(np.unique(labels), np.arange(4))
+    assert adjusted_rand_score(y, labels) > 0.95
+    with pytest.raises(ValueError, match="given_k_start"):
+        initial_clusters(z, 4, given_k_start="random")
