@@ -94,3 +94,16 @@ def test_initial_clusters_leiden_start_gives_exactly_k():
     assert adjusted_rand_score(y, labels) > 0.95
     with pytest.raises(ValueError, match="given_k_start"):
         initial_clusters(z, 4, given_k_start="random")
+
+
+def test_silhouette_from_distances_matches_sklearn():
+    from sklearn.metrics import pairwise_distances, silhouette_score
+
+    from scfuse.tl._estimate_k import _silhouette_from_distances
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 6))
+    labels = rng.integers(0, 4, 300)
+    labels[0] = 9  # a cluster of one cell scores 0
+    d = pairwise_distances(z, metric="cosine")
+    assert _silhouette_from_distances(d, labels) == pytest.approx(silhouette_score(z, labels, metric="cosine"), abs=1e-6)

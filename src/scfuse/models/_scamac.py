@@ -140,7 +140,8 @@ class ScAMAC(FusionModel):
       ``softmax(-rho/gamma)`` in the log domain, adaptive weights ``H``, centre update ``sum H U Z / sum H U``.
     * Schedule: ``pretrain_epochs`` autoencoder epochs (reconstruction terms only), then ``k`` and the centres
       from the initial embedding (Leiden when ``n_clusters`` is None, at resolution 0.5 unless ``resolution`` is
-      given, else k-means or average linkage), then
+      given; for a given ``n_clusters`` the same communities split or merged to exactly k,
+      ``given_k_start="leiden"``; ``"silhouette"`` gives the other methods' k-means/average-linkage start), then
       ``max_epochs`` rounds of ``ae_epochs`` autoencoder epochs, ``fusion_epochs`` fusion-network epochs and one
       centre-then-membership update. Labels (argmax U), memberships and ``Z`` come from the last round.
     * ``uns[key]["extras"]``: ``membership_entropy`` (mean entropy of the final memberships, nats) and

@@ -122,9 +122,12 @@ def cluster(
         see :func:`show_methods`.
     n_clusters
         Number of clusters. ``None`` estimates it (Leiden on the pretrained embedding); an integer starts the
-        clustering stage from that many clusters of the pretrained embedding: k-means or average linkage
-        (cosine or Euclidean distances, on at most 3,000 sampled cells), whichever partition has the highest
-        silhouette. The choice is stored in ``uns[key_added]["params"]["init_method"]``. Fewer clusters can come
+        clustering stage from that many clusters of the pretrained embedding. By default
+        (``given_k_start="silhouette"``) these are k-means or average linkage (cosine or Euclidean distances, on
+        at most 3,000 sampled cells), whichever partition has the highest silhouette; with
+        ``given_k_start="leiden"`` (the default of ``"scamac"``) the Leiden communities found as without a k are
+        split (the most separated sub-groups by average linkage first) or merged (closest communities first) to
+        exactly k. The choice is stored in ``uns[key_added]["params"]["init_method"]``. Fewer clusters can come
         back: the clustering stage may leave clusters empty, and on more than 3,000 cells a cluster of a few
         sampled cells can lose the nearest-neighbour vote that labels the other cells;
         ``uns[key_added]["n_clusters"]`` is the number found, ``uns[key_added]["params"]["n_clusters_init"]`` the

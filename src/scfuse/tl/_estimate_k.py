@@ -133,6 +133,25 @@ def partition_with_k(
     return candidates[chosen], info
 
 
+def _silhouette_from_distances(d: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette from a precomputed distance matrix (as :func:`sklearn.metrics.silhouette_score`; a cell
+    alone in its cluster scores 0)."""
+    ids, lab, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if ids.size < 2:
+        return -1.0
+    onehot = np.zeros((lab.size, ids.size), dtype=d.dtype)
+    onehot[np.arange(lab.size), lab] = 1
+    sums = d @ onehot  # summed distance of each cell to each cluster
+    rows = np.arange(lab.size)
+    own = counts[lab]
+    a = sums[rows, lab] / np.maximum(own - 1, 1)
+    mean_other = sums / counts
+    mean_other[rows, lab] = np.inf
+    b = mean_other.min(axis=1)
+    sil = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
+    return float(np.where(own > 1, sil, 0.0).mean())
+
+
 def leiden_to_k(
     z: np.ndarray,
     labels: np.ndarray,
@@ -140,75 +159,101 @@ def leiden_to_k(
     *,
     metric: str = "cosine",
     max_cells: int = MAX_SCORE_CELLS,
+    n_merge_candidates: int = 10,
     random_state: int = 0,
 ) -> tuple[np.ndarray, str]:
-    """Split or merge a partition (the Leiden communities) to exactly ``n_clusters`` clusters, without labels.
+    """Split or merge a partition (the Leiden communities) to exactly ``n_clusters`` clusters, without labels,
+    one cluster at a time, each step keeping the candidate with the highest silhouette (``metric``, on a fixed
+    random subsample of at most ``max_cells`` cells).
 
-    Too few: every community gets an average-linkage dendrogram (``metric``; a random subsample of at most
-    ``max_cells`` of its cells, the others take the label of their nearest subsampled cell); the
-    ``n_clusters - k`` merges of greatest height over all the dendrograms are undone, so the most separated
-    sub-groups are split off first, whichever community holds them. Too many: communities are merged by
-    average linkage, the pair with the smallest mean distance between their cells first (exact for the cosine
-    distance, centroid distance for the Euclidean one). Memory O(max_cells^2 + n). Returns the labels and what
-    was done (``"leiden"``, ``"leiden_split"`` or ``"leiden_merged"``).
+    Too few clusters: every community gets an average-linkage dendrogram of its subsampled cells; a
+    candidate cuts one community into one piece more. Splitting a large, homogeneous cell type lowers the
+    silhouette of many cells, splitting off a small, distinct group raises it, so separated sub-groups go first
+    and large types stay whole. Too many: the ``n_merge_candidates`` pairs of clusters with the smallest mean
+    cosine distance between their cells are the candidates for a merge. Cells outside the subsample take the
+    label of their nearest subsampled cell of the same community. Memory O(max_cells^2 + n). Returns the
+    labels and what was done (``"leiden"``, ``"leiden_split"`` or ``"leiden_merged"``).
     """
     from scipy.cluster.hierarchy import fcluster, linkage
-    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.metrics import pairwise_distances
 
     _, labels = np.unique(labels, return_inverse=True)
+    labels = labels.astype(np.int64)
     k0 = int(labels.max()) + 1
     if k0 == n_clusters:
         return labels, "leiden"
-    if k0 < n_clusters:
-        trees, heights = {}, []
-        for c in range(k0):
-            members = np.flatnonzero(labels == c)
-            if members.size < 2:
+    sub = _subsample(z.shape[0], max_cells, random_state)
+    dist = pairwise_distances(z[sub], metric=metric).astype(np.float32)
+    lab_sub = labels[sub]
+    if k0 > n_clusters:
+        zz = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        out = labels.copy()
+        sums = {c: zz[out == c].sum(axis=0, dtype=np.float64) for c in range(k0)}
+        sizes = {c: int((out == c).sum()) for c in range(k0)}
+        while len(sums) > n_clusters:
+            keys = sorted(sums)
+            pairs = sorted(
+                (1.0 - float(sums[a] @ sums[b]) / (sizes[a] * sizes[b]), a, b)
+                for i, a in enumerate(keys)
+                for b in keys[i + 1 :]
+            )[:n_merge_candidates]
+            best = max(pairs, key=lambda t: _silhouette_from_distances(dist, np.where(lab_sub == t[2], t[1], lab_sub)))
+            _, a, b = best
+            out[out == b] = a
+            lab_sub = np.where(lab_sub == b, a, lab_sub)
+            sums[a] = sums[a] + sums.pop(b)
+            sizes[a] += sizes.pop(b)
+        _, out = np.unique(out, return_inverse=True)
+        return out.astype(np.int64), "leiden_merged"
+    trees = {}
+    for c in range(k0):
+        rows = np.flatnonzero(lab_sub == c)  # positions in the subsample
+        if rows.size >= 2:
+            condensed = dist[np.ix_(rows, rows)][np.triu_indices(rows.size, k=1)].astype(np.float64)
+            trees[c] = (rows, linkage(condensed, method="average"))
+    pieces = dict.fromkeys(range(k0), 1)
+
+    def cut(c: int, m: int) -> np.ndarray:
+        return fcluster(trees[c][1], m, criterion="maxclust") - 1
+
+    def with_cut(base: np.ndarray, c: int, part: np.ndarray) -> np.ndarray:
+        new = base.copy()
+        rows = trees[c][0]
+        new[rows[part > 0]] = k0 + 1000 * c + part[part > 0]  # unique ids for the new pieces
+        return new
+
+    current = lab_sub.copy()
+    while np.unique(current).size < n_clusters:
+        best = None
+        for c, (rows, _) in trees.items():
+            if pieces[c] >= rows.size:
                 continue
-            sub = members[_subsample(members.size, max_cells, random_state + c)]
-            tree = linkage(z[sub].astype(np.float64), method="average", metric=metric)
-            trees[c] = (members, sub, tree)
-            top = tree[::-1, 2][: n_clusters - k0]  # heights of the last merges, greatest first
-            heights += [(float(h), c) for h in top]
-        heights.sort(key=lambda t: -t[0])
-        pieces = dict.fromkeys(range(k0), 1)
-        for _, c in heights[: n_clusters - k0]:
-            pieces[c] += 1
-        out, nxt = labels.copy(), k0
+            part = cut(c, pieces[c] + 1)
+            if part.max() + 1 <= pieces[c]:
+                continue
+            cand = with_cut(current, c, part)
+            score = _silhouette_from_distances(dist, cand)
+            if best is None or score > best[0]:
+                best = (score, c, cand)
+        if best is None:
+            break
+        pieces[best[1]] += 1
+        current = best[2]
+    out = labels.copy()
+    if sub.size == z.shape[0]:
+        out[sub] = current
+    else:
+        from sklearn.neighbors import KNeighborsClassifier
+
         for c, m in pieces.items():
             if m == 1:
                 continue
-            members, sub, tree = trees[c]
-            part = fcluster(tree, m, criterion="maxclust") - 1
-            if sub.size < members.size:
-                part = KNeighborsClassifier(1, metric=metric).fit(z[sub], part).predict(z[members])
-            for j in range(1, int(part.max()) + 1):
-                out[members[part == j]] = nxt
-                nxt += 1
-        _, out = np.unique(out, return_inverse=True)
-        return out.astype(np.int64), "leiden_split"
-    zz = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12) if metric == "cosine" else z
-    groups = {c: np.flatnonzero(labels == c) for c in range(k0)}
-    sums = {c: zz[g].sum(axis=0, dtype=np.float64) for c, g in groups.items()}
-    while len(groups) > n_clusters:
-        keys = sorted(groups)
-        best = None
-        for i, a in enumerate(keys):
-            for b in keys[i + 1 :]:
-                na, nb = groups[a].size, groups[b].size
-                if metric == "cosine":
-                    d = 1.0 - float(sums[a] @ sums[b]) / (na * nb)
-                else:
-                    d = float(np.linalg.norm(sums[a] / na - sums[b] / nb))
-                if best is None or d < best[0]:
-                    best = (d, a, b)
-        _, a, b = best
-        groups[a] = np.concatenate([groups[a], groups.pop(b)])
-        sums[a] = sums[a] + sums.pop(b)
-    out = np.empty_like(labels)
-    for i, c in enumerate(sorted(groups)):
-        out[groups[c]] = i
-    return out, "leiden_merged"
+            members = np.flatnonzero(labels == c)
+            rows = trees[c][0]
+            knn = KNeighborsClassifier(1, metric=metric).fit(z[sub[rows]], current[rows])
+            out[members] = knn.predict(z[members])
+    _, out = np.unique(out, return_inverse=True)
+    return out.astype(np.int64), "leiden_split"
 
 
 def initial_clusters(
