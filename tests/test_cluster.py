@@ -60,6 +60,9 @@ def test_given_n_clusters(sim):
     p = sim.uns["attentionae"]["params"]
     assert p["n_clusters_init"] == 3 and p["n_clusters_estimated"] is False
     assert sim.obs["attentionae"].nunique() <= 3
+    # attentionae's default start for a given k: the Leiden communities, split or merged to k
+    assert p["model_kwargs"]["given_k_start"] == "leiden"
+    assert p["init_method"] in {"leiden", "leiden_split", "leiden_merged"} and p["n_clusters_leiden"] >= 1
 
 
 def test_counts_from_x_when_no_layer(sim):

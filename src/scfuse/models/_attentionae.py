@@ -115,7 +115,7 @@ class AttentionAE(TwoStageModel):
         "cluster_graph_weight": 0.01,
         "grad_clip": 3.0,
         "min_cluster_size": 1,
-        "given_k_start": "silhouette",
+        "given_k_start": "leiden",
     }
 
     def _graph_loss(self, batch: Batch, g2: torch.Tensor) -> torch.Tensor:
