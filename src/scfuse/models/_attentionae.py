@@ -74,7 +74,8 @@ class AttentionAE(TwoStageModel):
     A ZINB autoencoder on the z-scored log-normalised highly variable genes and a two-layer GCN over the
     normalised cell graph are fused by two multi-head cross-attention blocks (queries from the graph branch,
     keys/values from the autoencoder, residual). Stage 1 trains ZINB + 0.1 graph reconstruction; Leiden on the
-    pretrained embedding (or k-means/average linkage for a given ``n_clusters``) starts stage 2, which trains
+    pretrained embedding (for a given ``n_clusters`` the same communities split or merged to k by silhouette,
+    ``given_k_start="leiden"``; ``"silhouette"`` gives k-means/average linkage) starts stage 2, which trains
     ``KL(P||Q) + 0.1 ZINB + 0.01 graph`` with the decoder frozen until fewer than ``tol`` labels change.
 
     Differences from the authors' scripts: attention is restricted to each cell's graph neighbours and the GCN,
