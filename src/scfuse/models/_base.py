@@ -136,8 +136,9 @@ class FusionModel:
                 f"Valid model arguments: {sorted(self.default_hparams)}."
             )
         self.hparams = {**_copy.deepcopy(self.default_hparams), **hparams}
-        if self.hparams.get("given_k_start", "silhouette") not in ("silhouette", "leiden"):
-            raise ValueError(f'given_k_start must be "silhouette" or "leiden", got {self.hparams["given_k_start"]!r}.')
+        from ..tl._estimate_k import check_given_k_start
+
+        check_given_k_start(self.hparams.get("given_k_start", "silhouette"))
         self.n_clusters_requested = check_n_clusters(n_clusters, adata.n_obs)
         self.resolution = self._check_resolution(self.default_resolution if resolution is None else resolution)
         self.layer = layer

@@ -219,7 +219,7 @@ def leiden_to_k(
     def with_cut(base: np.ndarray, c: int, part: np.ndarray) -> np.ndarray:
         new = base.copy()
         rows = trees[c][0]
-        new[rows[part > 0]] = k0 + 1000 * c + part[part > 0]  # unique ids for the new pieces
+        new[rows[part > 0]] = k0 + n_clusters * c + part[part > 0]  # unique ids: a community has < k pieces
         return new
 
     current = lab_sub.copy()
@@ -256,6 +256,15 @@ def leiden_to_k(
     return out.astype(np.int64), "leiden_split"
 
 
+#: the starts of the clustering stage for a given k (``given_k_start``)
+GIVEN_K_STARTS = ("silhouette", "leiden")
+
+
+def check_given_k_start(value: str) -> None:
+    if value not in GIVEN_K_STARTS:
+        raise ValueError(f"given_k_start must be one of {GIVEN_K_STARTS}, got {value!r}.")
+
+
 def initial_clusters(
     z: np.ndarray,
     n_clusters: int | None,
@@ -276,8 +285,7 @@ def initial_clusters(
     """
     from sklearn.cluster import KMeans
 
-    if given_k_start not in ("silhouette", "leiden"):
-        raise ValueError(f'given_k_start must be "silhouette" or "leiden", got {given_k_start!r}.')
+    check_given_k_start(given_k_start)
     info: dict = {}
     if n_clusters is None or given_k_start == "leiden":
         if resolution is None:
