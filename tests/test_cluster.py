@@ -65,6 +65,25 @@ def test_given_n_clusters(sim):
     assert p["init_method"] in {"leiden", "leiden_split", "leiden_merged"} and p["n_clusters_leiden"] >= 1
 
 
+def test_warns_when_fewer_clusters_than_given(sim, monkeypatch):
+    from scfuse.models._base import FusionModel
+    from scfuse.tl import _cluster
+
+    said = []
+    monkeypatch.setattr(_cluster.logg, "warning", lambda msg, *a, **k: said.append(msg))
+    scfuse.tl.cluster(sim, n_clusters=3, **FAST)
+    assert len(said) == int(sim.obs["attentionae"].nunique() < 3)  # a warning only when a cluster came back empty
+    said.clear()
+    # the clustering stage empties a cluster: only two columns of the assignments keep cells
+    monkeypatch.setattr(FusionModel, "_final_clusters", lambda self, proba: np.array([0, 1]))
+    scfuse.tl.cluster(sim, n_clusters=3, key_added="two", **FAST)
+    assert sim.obs["two"].nunique() == 2 and sim.uns["two"]["params"]["n_clusters_init"] == 3
+    assert len(said) == 1 and "n_clusters=3 was given but 2 clusters hold cells" in said[0]
+    said.clear()
+    scfuse.tl.cluster(sim, key_added="est", **FAST)  # k estimated: nothing was asked for, no warning
+    assert said == []
+
+
 def test_counts_from_x_when_no_layer(sim):
     del sim.layers["counts"]
     scfuse.tl.cluster(sim, **FAST)

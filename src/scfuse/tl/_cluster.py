@@ -128,7 +128,7 @@ def cluster(
         ``given_k_start="leiden"`` (the default of ``"attentionae"`` and ``"scamac"``) the Leiden communities
         found as without a k are split or merged to exactly k, one cluster at a time, by silhouette (a large
         cell type stays whole, a small distinct group is split off first). The choice is stored in ``uns[key_added]["params"]["init_method"]``. Fewer clusters can come
-        back: the clustering stage may leave clusters empty, and on more than 3,000 cells a cluster of a few
+        back (a warning is logged): the clustering stage may leave clusters empty, and on more than 3,000 cells a cluster of a few
         sampled cells can lose the nearest-neighbour vote that labels the other cells;
         ``uns[key_added]["n_clusters"]`` is the number found, ``uns[key_added]["params"]["n_clusters_init"]`` the
         number the clustering stage started from.
@@ -233,6 +233,12 @@ def cluster(
     )
     out = model._outputs(None)  # computed before anything is written
     n_used = int(len(np.unique(out["labels"])))
+    if not model.n_clusters_estimated and n_used < model.n_clusters:
+        logg.warning(
+            f"{method}: n_clusters={model.n_clusters} was given but {n_used} clusters hold cells after training "
+            "(the clustering stage emptied the others, or they were smaller than min_cluster_size); "
+            f"adata.uns[{key!r}]['params'] records both numbers."
+        )
     params = {
         "method": method,
         "n_clusters": n_used,
