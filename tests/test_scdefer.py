@@ -71,3 +71,26 @@ def test_learning_on_simulated_groups():
 def test_no_n_by_n_tensor():
     """Training and inference on 2000 cells (n > batch size) never materialise a cells x cells tensor."""
     assert_no_n_by_n(METHOD, 2000, **SMALL)
+
+
+def test_direction_assignment(clustered, sim_knn, tmp_path):
+    """The default ``assign_on="direction"``: the Student-t reads the latent's direction at its median norm."""
+    from scfuse.nn import soft_assign
+
+    adata, model = clustered
+    s = float(model.module.direction_scale)
+    assert model.hparams["assign_on"] == "direction" and s > 0
+    z = torch.from_numpy(adata.obsm["X_" + METHOD])
+    q = soft_assign(torch.nn.functional.normalize(z, dim=1) * s, torch.from_numpy(model.centers)).numpy()
+    np.testing.assert_allclose(adata.obsm[METHOD + "_proba"], q, atol=1e-5)
+    assert np.all(np.linalg.norm(model.centers, axis=1) <= s * (1 + 1e-4))  # means of points on the sphere
+    assert_save_load_same(model, sim_knn, tmp_path / "m")
+
+
+def test_latent_assignment_and_bad_value(sim_knn):
+    _, model = scfuse.tl.cluster(sim_knn.copy(), METHOD, return_model=True, assign_on="latent", **FAST, **SMALL)
+    assert float(model.module.direction_scale) == 0.0
+    with pytest.raises(ValueError, match="assign_on"):
+        scfuse.tl.cluster(sim_knn.copy(), METHOD, assign_on="cosine", **FAST, **SMALL)
+    with pytest.raises(TypeError, match="assign_on"):  # scCAGN rescales its latent its own way
+        scfuse.tl.cluster(sim_knn.copy(), "sccagn", assign_on="direction", **FAST)

@@ -139,6 +139,8 @@ class FusionModel:
         from ..tl._estimate_k import check_given_k_start
 
         check_given_k_start(self.hparams.get("given_k_start", "silhouette"))
+        if self.hparams.get("assign_on", "latent") not in ("latent", "direction"):
+            raise ValueError(f"assign_on must be 'latent' or 'direction', not {self.hparams['assign_on']!r}.")
         self.n_clusters_requested = check_n_clusters(n_clusters, adata.n_obs)
         self.resolution = self._check_resolution(self.default_resolution if resolution is None else resolution)
         self.layer = layer

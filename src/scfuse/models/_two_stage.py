@@ -74,7 +74,7 @@ class TwoStageModel(FusionModel):
         z = out["latent"]
         q = out.get("proba")
         if q is None:
-            q = soft_assign(z, self.module.centers)
+            q = soft_assign(self.module.assign_space(z), self.module.centers)
         res = {"latent": z.cpu().numpy(), "proba": q.cpu().numpy()}
         res["labels"] = res["proba"].argmax(axis=1)
         return res
@@ -105,6 +105,13 @@ class TwoStageModel(FusionModel):
             from .._utils._validate import TrainingError
 
             raise TrainingError("The pretrained embedding holds NaN or infinite values; adata was not modified.")
+        if self.hparams.get("assign_on", "latent") == "direction":
+            # cluster on the direction of the latent, at its median norm: the start (k, partition, centres) and
+            # the Student-t assignment then ignore how far from the origin a cell lies
+            norms = np.linalg.norm(z0, axis=1)
+            scale = float(np.median(norms))
+            z0 = (z0 / np.maximum(norms, 1e-12)[:, None] * scale).astype(np.float32)
+            self.module.direction_scale.fill_(scale)
         labels, centers = self._init_clusters(z0)
         self.module.set_centers(torch.from_numpy(centers).to(self.device))
         self._after_init(z0, labels)
@@ -154,7 +161,20 @@ class TwoStageModel(FusionModel):
 
 
 class ClusterCenters(torch.nn.Module):
-    """Mixin module part: a ``centers`` parameter filled once k is known."""
+    """Mixin module part: a ``centers`` parameter filled once k is known, and the space the Student-t assignment
+    reads (:meth:`assign_space`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # 0: assign on the latent itself; > 0: on the latent's direction, at this radius
+        self.register_buffer("direction_scale", torch.zeros(()))
+
+    def assign_space(self, z: torch.Tensor) -> torch.Tensor:
+        """``z``, or ``direction_scale * z / ||z||`` once a direction scale is set."""
+        s = self.direction_scale
+        if float(s) <= 0:
+            return z
+        return torch.nn.functional.normalize(z, dim=1) * s
 
     def set_centers(self, centers: torch.Tensor) -> None:
         self.centers = torch.nn.Parameter(centers.clone())
