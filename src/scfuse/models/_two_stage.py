@@ -108,10 +108,12 @@ class TwoStageModel(FusionModel):
         if self.hparams.get("assign_on", "latent") == "direction":
             # cluster on the direction of the latent, at its median norm: the start (k, partition, centres) and
             # the Student-t assignment then ignore how far from the origin a cell lies
+            # (a latent whose median norm is 0 stays as it is)
             norms = np.linalg.norm(z0, axis=1)
             scale = float(np.median(norms))
-            z0 = (z0 / np.maximum(norms, 1e-12)[:, None] * scale).astype(np.float32)
-            self.module.direction_scale.fill_(scale)
+            if scale > 0:
+                z0 = (z0 / np.maximum(norms, 1e-12)[:, None] * scale).astype(np.float32)
+                self.module.direction_scale.fill_(scale)
         labels, centers = self._init_clusters(z0)
         self.module.set_centers(torch.from_numpy(centers).to(self.device))
         self._after_init(z0, labels)
