@@ -174,9 +174,8 @@ class ClusterCenters(torch.nn.Module):
     def assign_space(self, z: torch.Tensor) -> torch.Tensor:
         """``z``, or ``direction_scale * z / ||z||`` once a direction scale is set."""
         s = self.direction_scale
-        if float(s) <= 0:
-            return z
-        return torch.nn.functional.normalize(z, dim=1) * s
+        # torch.where rather than a Python test on the buffer: no device-to-host sync per training step
+        return torch.where(s > 0, torch.nn.functional.normalize(z, dim=1) * s, z)
 
     def set_centers(self, centers: torch.Tensor) -> None:
         self.centers = torch.nn.Parameter(centers.clone())
