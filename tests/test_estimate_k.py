@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from scfuse.tl._estimate_k import average_linkage, choose_resolution, initial_clusters, partition_with_k
+from scfuse.tl._estimate_k import (
+    average_linkage,
+    choose_resolution,
+    initial_clusters,
+    nearest_centre,
+    partition_with_k,
+    start_by_assignment,
+)
 
 
 def _blobs(sizes, dim=8, spread=0.05, seed=0):
@@ -94,6 +101,38 @@ def test_initial_clusters_leiden_start_gives_exactly_k():
     assert adjusted_rand_score(y, labels) > 0.95
     with pytest.raises(ValueError, match="given_k_start"):
         initial_clusters(z, 4, given_k_start="random")
+
+
+def test_nearest_centre_matches_brute_force():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(500, 6)).astype(np.float32)
+    c = rng.normal(size=(7, 6)).astype(np.float32)
+    brute = ((z[:, None, :] - c[None]) ** 2).sum(-1).argmin(axis=1)
+    assert np.array_equal(nearest_centre(z, c, chunk_size=64), brute)
+
+
+def test_start_by_assignment_scores_what_the_centres_assign():
+    z, y = _blobs([300, 200, 100], seed=2)
+    # a start that cuts group 0 in two and joins groups 1 and 2: its centres keep that
+    bad = np.where(y == 0, np.arange(y.size) % 2, 2)
+    chosen, scores = start_by_assignment(z, {"bad": bad, "good": y})
+    assert chosen == "good"
+    assert set(scores) == {"assigned_silhouette_bad", "assigned_silhouette_good"}
+    assert scores["assigned_silhouette_good"] > 0.9
+    # the good partition's centres give back the partition itself
+    centres = np.stack([z[y == c].mean(axis=0) for c in range(3)])
+    assert np.array_equal(nearest_centre(z, centres), y)
+
+
+def test_initial_clusters_centres_start_gives_exactly_k():
+    z, y = _blobs([400, 300, 20, 15], seed=5)
+    labels, centers, info = initial_clusters(z, 4, given_k_start="centres")
+    names = {"kmeans", "average_linkage_cosine", "average_linkage_euclidean", "leiden"}
+    assert {k[len("assigned_silhouette_") :] for k in info if k.startswith("assigned_silhouette_")} == names
+    assert info["init_method"] in names - {"leiden"} | {"leiden_split", "leiden_merged"}
+    assert "resolution_chosen" in info and info["n_clusters_leiden"] >= 1
+    assert centers.shape == (4, z.shape[1]) and np.array_equal(np.unique(labels), np.arange(4))
+    assert adjusted_rand_score(y, labels) > 0.95
 
 
 def test_silhouette_from_distances_matches_sklearn():

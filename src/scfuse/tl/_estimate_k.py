@@ -107,6 +107,21 @@ def average_linkage(
     return out
 
 
+def _partitions_with_k(
+    z: np.ndarray, n_clusters: int, *, max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
+) -> dict[str, np.ndarray]:
+    """The candidate partitions of :func:`partition_with_k`: k-means (20 restarts) and average linkage with cosine
+    and with Euclidean distances."""
+    from sklearn.cluster import KMeans
+
+    candidates = {"kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z)}
+    for dist in ("cosine", "euclidean"):
+        candidates[f"average_linkage_{dist}"] = average_linkage(
+            z, n_clusters, metric=dist, max_cells=max_cells, random_state=random_state
+        )
+    return candidates
+
+
 def partition_with_k(
     z: np.ndarray, n_clusters: int, *, metric: str = "cosine", max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
 ) -> tuple[np.ndarray, dict]:
@@ -119,14 +134,8 @@ def partition_with_k(
     types best depends on the model (some latents are organised by direction, others also by norm). The
     silhouette decides per data set.
     """
-    from sklearn.cluster import KMeans
-
     sub = _subsample(z.shape[0], max_cells, random_state)
-    candidates = {"kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z)}
-    for dist in ("cosine", "euclidean"):
-        candidates[f"average_linkage_{dist}"] = average_linkage(
-            z, n_clusters, metric=dist, max_cells=max_cells, random_state=random_state
-        )
+    candidates = _partitions_with_k(z, n_clusters, max_cells=max_cells, random_state=random_state)
     sils = {name: _silhouette(z[sub], lab[sub], metric) for name, lab in candidates.items()}
     chosen = max(sils, key=lambda name: sils[name])
     info = {"init_method": chosen, **{f"silhouette_{name}": s for name, s in sils.items()}}
@@ -257,7 +266,45 @@ def leiden_to_k(
 
 
 #: the starts of the clustering stage for a given k (``given_k_start``)
-GIVEN_K_STARTS = ("silhouette", "leiden")
+GIVEN_K_STARTS = ("silhouette", "leiden", "centres")
+
+
+def _centres(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    _, labels = np.unique(labels, return_inverse=True)
+    return np.stack([z[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
+
+
+def nearest_centre(z: np.ndarray, centers: np.ndarray, *, chunk_size: int = 50_000) -> np.ndarray:
+    """Index of each cell's nearest centre (Euclidean), in chunks of cells: the argmax of the Student-t
+    assignment, i.e. the labels the clustering stage starts from."""
+    c2 = (centers.astype(np.float64) ** 2).sum(axis=1)
+    out = np.empty(z.shape[0], dtype=np.int64)
+    for s in range(0, z.shape[0], chunk_size):
+        zz = z[s : s + chunk_size].astype(np.float64)
+        out[s : s + chunk_size] = (c2[None, :] - 2.0 * zz @ centers.T.astype(np.float64)).argmin(axis=1)
+    return out
+
+
+def start_by_assignment(
+    z: np.ndarray,
+    candidates: dict[str, np.ndarray],
+    *,
+    metric: str = "cosine",
+    max_cells: int = MAX_SCORE_CELLS,
+    random_state: int = 0,
+) -> tuple[str, dict]:
+    """Choose among candidate starts by what the clustering stage would begin with: each partition becomes
+    centres (cluster means), every cell goes to its nearest centre (the argmax of the Student-t assignment), and
+    the candidate whose reassigned partition has the highest silhouette (``metric``, on a fixed random subsample
+    of at most ``max_cells`` cells) is kept. A start whose centres pull cells across its own boundaries scores
+    lower than its partition does. Returns the chosen name and the scores."""
+    sub = _subsample(z.shape[0], max_cells, random_state)
+    scores = {}
+    for name, lab in candidates.items():
+        moved = nearest_centre(z, _centres(z, lab))
+        scores[name] = _silhouette(z[sub], moved[sub], metric)
+    chosen = max(scores, key=lambda name: scores[name])
+    return chosen, {f"assigned_silhouette_{name}": sc for name, sc in scores.items()}
 
 
 def check_given_k_start(value: str) -> None:
@@ -281,26 +328,28 @@ def initial_clusters(
     with fewer than ``min_size`` cells are folded into the community of the nearest centre. An integer, with
     ``given_k_start="silhouette"``: :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean
     distances, by silhouette); with ``given_k_start="leiden"``: the Leiden communities found as without a k, split
-    or merged to exactly that k by :func:`leiden_to_k`. Also returns a record of how the clusters were found.
+    or merged to exactly that k by :func:`leiden_to_k`; with ``given_k_start="centres"``: all four of these
+    partitions, the one whose centres assign the cells best by :func:`start_by_assignment`. Also returns a record
+    of how the clusters were found.
     """
     from sklearn.cluster import KMeans
 
     check_given_k_start(given_k_start)
     info: dict = {}
-    if n_clusters is None or given_k_start == "leiden":
-        if resolution is None:
-            res, labels, scan = choose_resolution(z, random_state=random_state)
-            info = {
-                "resolution_chosen": res,
-                "resolution_scan": [s["resolution"] for s in scan],
-                "n_clusters_scan": [s["n_clusters"] for s in scan],
-                "silhouette_scan": [s["silhouette"] for s in scan],
-            }
-        else:
-            labels = leiden_on_embedding(z, resolution=resolution, random_state=random_state)
-            info = {"resolution_chosen": resolution}
-        if min_size > 1:
-            labels = _fold_small(z, labels, min_size)
+    if n_clusters is not None and given_k_start == "centres":
+        leiden, leiden_info = _leiden_start(z, resolution, random_state, min_size)
+        candidates = _partitions_with_k(z, n_clusters, random_state=random_state)
+        candidates["leiden"], how = leiden_to_k(z, leiden, n_clusters, random_state=random_state)
+        chosen, scores = start_by_assignment(z, candidates, random_state=random_state)
+        labels = candidates[chosen]
+        info = {
+            **leiden_info,
+            "init_method": how if chosen == "leiden" else chosen,
+            "n_clusters_leiden": int(np.unique(leiden).size),
+            **scores,
+        }
+    elif n_clusters is None or given_k_start == "leiden":
+        labels, info = _leiden_start(z, resolution, random_state, min_size)
         if n_clusters is not None:
             k_leiden = int(np.unique(labels).size)
             labels, how = leiden_to_k(z, labels, n_clusters, random_state=random_state)
@@ -310,8 +359,26 @@ def initial_clusters(
     else:
         labels, info = partition_with_k(z, n_clusters, random_state=random_state)
     _, labels = np.unique(labels, return_inverse=True)
-    centers = np.stack([z[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
-    return labels, centers.astype(np.float32), info
+    return labels, _centres(z, labels).astype(np.float32), info
+
+
+def _leiden_start(z: np.ndarray, resolution: float | None, random_state: int, min_size: int) -> tuple[np.ndarray, dict]:
+    """Leiden communities of the embedding at ``resolution`` (``None``: :func:`choose_resolution`), communities
+    under ``min_size`` cells folded into the nearest one; and a record of the scan."""
+    if resolution is None:
+        res, labels, scan = choose_resolution(z, random_state=random_state)
+        info = {
+            "resolution_chosen": res,
+            "resolution_scan": [s["resolution"] for s in scan],
+            "n_clusters_scan": [s["n_clusters"] for s in scan],
+            "silhouette_scan": [s["silhouette"] for s in scan],
+        }
+    else:
+        labels = leiden_on_embedding(z, resolution=resolution, random_state=random_state)
+        info = {"resolution_chosen": resolution}
+    if min_size > 1:
+        labels = _fold_small(z, labels, min_size)
+    return labels, info
 
 
 def _fold_small(z: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
