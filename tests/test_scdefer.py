@@ -66,6 +66,13 @@ def test_learning_on_simulated_groups():
         adata, METHOD, n_clusters=4, pretrain_epochs=30, max_epochs=10, progress_bar=False, hidden=(256, 64)
     )
     assert adjusted_rand_score(adata.obs["group"], adata.obs[METHOD]) > 0.8
+    # scdefer's start for a given k: the partition whose centres assign the cells best, scores recorded
+    p = adata.uns[METHOD]["params"]
+    assert p["model_kwargs"]["given_k_start"] == "centres"
+    scores = {k: v for k, v in p.items() if k.startswith("assigned_silhouette_")}
+    assert len(scores) == 4 and all(-1.0 <= v <= 1.0 for v in scores.values())
+    chosen = "leiden" if p["init_method"].startswith("leiden") else p["init_method"]
+    assert scores[f"assigned_silhouette_{chosen}"] == max(scores.values())
 
 
 def test_no_n_by_n_tensor():
