@@ -362,7 +362,9 @@ def initial_clusters(
     return labels, _centres(z, labels).astype(np.float32), info
 
 
-def _leiden_start(z: np.ndarray, resolution: float | None, random_state: int, min_size: int) -> tuple[np.ndarray, dict]:
+def _leiden_start(
+    z: np.ndarray, resolution: float | None, random_state: int, min_size: int
+) -> tuple[np.ndarray, dict]:
     """Leiden communities of the embedding at ``resolution`` (``None``: :func:`choose_resolution`), communities
     under ``min_size`` cells folded into the nearest one; and a record of the scan."""
     if resolution is None:
