@@ -26,7 +26,7 @@ def test_attentionae_baron_mouse1_defaults():
 # (method, dataset, n_clusters, measured ARI with these settings by benchmarks/run.py, seed 0)
 OTHER_METHODS = [
     ("scdefer", "baron_mouse1", None, 0.797),
-    ("scasdc", "baron_mouse2", None, 0.901),
+    ("scasdc", "baron_mouse2", None, 0.907),
     ("sccagn", "baron_mouse2", 13, 0.864),  # collapsed to 1 cluster before the latent rescaling
 ]
 
@@ -34,11 +34,20 @@ OTHER_METHODS = [
 @needs_data
 @pytest.mark.parametrize(("method", "dataset", "n_clusters", "measured"), OTHER_METHODS)
 def test_method_defaults_on_real_data(method, dataset, n_clusters, measured):
+    import torch
+
     adata = scfuse.datasets.load(dataset)
     truth = adata.obs.pop("cell_type")
-    scfuse.pp.build_graph(adata, method=scfuse.models.get_model_class(method).graph_method, random_state=0)
-    scfuse.tl.cluster(adata, method=method, n_clusters=n_clusters, random_state=0, progress_bar=False)
+    # one torch thread, as benchmarks/run.py --threads 1 measured it: a different thread count sums in another
+    # order, and on these seeds that alone moved scasdc's ARI from 0.907 to 0.596 (2 threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scfuse.pp.build_graph(adata, method=scfuse.models.get_model_class(method).graph_method, random_state=0)
+        scfuse.tl.cluster(adata, method=method, n_clusters=n_clusters, random_state=0, progress_bar=False)
+    finally:
+        torch.set_num_threads(threads)
     ari = adjusted_rand_score(truth, adata.obs[method])
-    # a broken model (collapse, random labels) gives an ARI near 0; the margin allows for thread-count noise
+    # a broken model (collapse, random labels) gives an ARI near 0; the margin allows for library-version noise
     assert ari > measured - 0.2, (method, dataset, ari)
     assert adata.obs[method].nunique() >= 4
