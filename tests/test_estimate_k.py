@@ -124,6 +124,17 @@ def test_start_by_assignment_scores_what_the_centres_assign():
     assert np.array_equal(nearest_centre(z, centres), y)
 
 
+def test_small_communities_fold_into_the_nearest_large_one():
+    from scfuse.tl._estimate_k import _fold_small
+
+    z, y = _blobs([200, 150, 100], seed=3)
+    labels = y.copy()
+    labels[np.flatnonzero(y == 0)[:3]] = 7  # a 3-cell community inside group 0
+    labels[np.flatnonzero(y == 2)[:2]] = 9  # a 2-cell one inside group 2
+    assert np.array_equal(_fold_small(z, labels, min_size=5), y)
+    assert np.array_equal(_fold_small(z, labels, min_size=1), labels)
+
+
 def test_initial_clusters_centres_start_gives_exactly_k():
     z, y = _blobs([400, 300, 20, 15], seed=5)
     labels, centers, info = initial_clusters(z, 4, given_k_start="centres")

@@ -392,7 +392,5 @@ def _fold_small(z: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
         if small.size == 0 or big.size < 2:
             return labels
         centers = np.stack([z[labels == c].mean(axis=0) for c in big])
-        for c in small:
-            rows = labels == c
-            d = ((z[rows, None, :] - centers[None]) ** 2).sum(-1)
-            labels[rows] = big[d.argmin(axis=1)]
+        rows = np.isin(labels, small)
+        labels[rows] = big[nearest_centre(z[rows], centers)]
