@@ -47,6 +47,28 @@ def test_same_seed_same_result(sim):
     assert a.uns["attentionae"]["params"]["random_state"] == 3
 
 
+def test_n_threads_setting_pins_and_restores_torch_threads(sim, monkeypatch):
+    with pytest.raises(ValueError, match="n_threads"):
+        scfuse.settings.n_threads = 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the count the pinned run must not use
+    seen = []
+    from scfuse.tl import _estimate_k
+
+    orig = _estimate_k.initial_clusters
+    monkeypatch.setattr(
+        _estimate_k, "initial_clusters", lambda *a, **k: seen.append(torch.get_num_threads()) or orig(*a, **k)
+    )
+    monkeypatch.setattr(scfuse.settings, "_n_threads", 1)
+    try:
+        scfuse.tl.cluster(sim, **FAST)
+        assert torch.get_num_threads() == 2  # the caller's count is back
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]  # training ran on the pinned count
+    assert sim.uns["attentionae"]["params"]["torch_threads"] == 1  # and recorded it
+
+
 def test_copy_and_key_added(sim):
     snap = snapshot(sim)
     out = scfuse.tl.cluster(sim, copy=True, key_added="fused", **FAST)

@@ -20,12 +20,28 @@ class ScfuseConfig:
     data_dir
         Folder of the benchmark ``.h5ad`` files read by :func:`scfuse.datasets.load`.
         Defaults to the environment variable ``SCFUSE_DATA_DIR``, else ``../shared/data`` beside the checkout.
+    n_threads
+        CPU threads torch uses while a model trains (restored afterwards); ``None`` keeps torch's current setting.
+        CPU results are reproducible for the same seed and the same thread count, and the count torch has can
+        change behind the user's back: scanpy's numba-compiled preprocessing (e.g. ``sc.pp.normalize_total``)
+        sets the shared OpenMP runtime to all cores. Set this to pin it.
     """
 
     def __init__(self) -> None:
         self.seed: int = 0
         self.progress_bar: bool | None = None
         self._data_dir: Path | None = None
+        self._n_threads: int | None = None
+
+    @property
+    def n_threads(self) -> int | None:
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"n_threads must be a positive int or None, got {value!r}.")
+        self._n_threads = None if value is None else int(value)
 
     @property
     def data_dir(self) -> Path:
@@ -41,7 +57,10 @@ class ScfuseConfig:
         self._data_dir = None if value is None else Path(value).expanduser()
 
     def __repr__(self) -> str:
-        return f"ScfuseConfig(seed={self.seed}, progress_bar={self.progress_bar}, data_dir={str(self.data_dir)!r})"
+        return (
+            f"ScfuseConfig(seed={self.seed}, progress_bar={self.progress_bar}, data_dir={str(self.data_dir)!r}, "
+            f"n_threads={self.n_threads})"
+        )
 
 
 settings = ScfuseConfig()

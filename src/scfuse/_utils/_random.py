@@ -45,3 +45,18 @@ class deterministic_algorithms:
     def __exit__(self, *exc) -> None:
         if self.active:
             torch.use_deterministic_algorithms(self._prev, warn_only=self._prev_warn)
+
+
+class torch_threads:
+    """Context manager: torch runs on :attr:`scfuse.settings.n_threads` CPU threads inside, the previous count is
+    restored on exit (nothing changes when the setting is ``None``)."""
+
+    def __enter__(self) -> int:
+        self._prev = torch.get_num_threads()
+        if settings.n_threads is not None:
+            torch.set_num_threads(settings.n_threads)
+        return torch.get_num_threads()
+
+    def __exit__(self, *exc) -> None:
+        if torch.get_num_threads() != self._prev:
+            torch.set_num_threads(self._prev)

@@ -14,7 +14,7 @@ import torch
 from scanpy import logging as logg
 
 from .._utils._device import resolve_device
-from .._utils._random import deterministic_algorithms, resolve_seed, seed_everything
+from .._utils._random import deterministic_algorithms, resolve_seed, seed_everything, torch_threads
 from .._utils._validate import check_adata, check_n_clusters, check_positive_int, get_counts
 from ._data import CellData, Preprocessor, get_graph
 from ._trainer import show_progress
@@ -276,7 +276,10 @@ class FusionModel:
         self.init_info = {}
         self.progress = show_progress(progress_bar)
         t0 = time.perf_counter()
-        with deterministic_algorithms(self.device):
+        with deterministic_algorithms(self.device), torch_threads() as n_threads:
+            if self.device.type == "cpu":
+                # CPU results depend on the thread count (the order of floating-point sums): record it
+                self.train_params["torch_threads"] = n_threads
             self._fit(
                 max_epochs=max_epochs,
                 pretrain_epochs=pretrain_epochs,
@@ -363,9 +366,12 @@ class FusionModel:
             if self.data is None:
                 raise ValueError("This model was loaded without data; pass adata.")
             if self._results is None:
-                self._results = self._postprocess(self._infer(self.data))
+                with torch_threads():
+                    self._results = self._postprocess(self._infer(self.data))
             return self._results
-        return self._postprocess(self._infer(self._data_for(adata)))
+        data = self._data_for(adata)
+        with torch_threads():
+            return self._postprocess(self._infer(data))
 
     def get_latent_representation(self, adata: AnnData | None = None) -> np.ndarray:
         """The learned embedding of the training cells, or of new cells in ``adata`` (same genes, own graph)."""

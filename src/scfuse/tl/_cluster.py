@@ -164,8 +164,9 @@ def cluster(
     tol
         The clustering stage stops when fewer than this fraction of labels changes between epochs.
     random_state
-        Seed of everything random (python, numpy, torch). Results are identical for a seed on CPU; GPU kernels
-        are not bit-exact.
+        Seed of everything random (python, numpy, torch). Results are identical for a seed on CPU with the same
+        number of torch threads (recorded as ``params["torch_threads"]``; pin it with
+        :attr:`scfuse.settings.n_threads`); GPU kernels are not bit-exact.
     accelerator
         ``"auto"`` picks CUDA, then Apple MPS, then the CPU; or ``"cpu"``, ``"gpu"``, ``"mps"``.
     devices
