@@ -98,9 +98,8 @@ def main(argv=None) -> None:
     ap.add_argument("--set", nargs="*", default=[], help="extra tl.cluster arguments, key=value (python literal)")
     args = ap.parse_args(argv)
     if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        # training and inference run on this many torch threads (and record it in uns[key]["params"])
+        scfuse.settings.n_threads = args.threads
     import ast
 
     extra = {}
