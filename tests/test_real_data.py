@@ -39,11 +39,11 @@ def test_method_defaults_on_real_data(method, dataset, n_clusters, measured):
     # one torch thread, as benchmarks/run.py --threads 1 measured it: a different thread count sums in another
     # order, and on these seeds that alone moved scasdc's ARI from 0.907 to 0.596 (2 threads)
     scfuse.pp.build_graph(adata, method=scfuse.models.get_model_class(method).graph_method, random_state=0)
-    scfuse.settings.n_threads = 1
+    threads, scfuse.settings.n_threads = scfuse.settings.n_threads, 1
     try:
         scfuse.tl.cluster(adata, method=method, n_clusters=n_clusters, random_state=0, progress_bar=False)
     finally:
-        scfuse.settings.n_threads = None
+        scfuse.settings.n_threads = threads
     assert adata.uns[method]["params"]["torch_threads"] == 1
     ari = adjusted_rand_score(truth, adata.obs[method])
     # a broken model (collapse, random labels) gives an ARI near 0; the margin allows for library-version noise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -21,10 +22,10 @@ class ScfuseConfig:
         Folder of the benchmark ``.h5ad`` files read by :func:`scfuse.datasets.load`.
         Defaults to the environment variable ``SCFUSE_DATA_DIR``, else ``../shared/data`` beside the checkout.
     n_threads
-        CPU threads torch uses while a model trains (restored afterwards); ``None`` keeps torch's current setting.
-        CPU results are reproducible for the same seed and the same thread count, and the count torch has can
-        change behind the user's back: scanpy's numba-compiled preprocessing (e.g. ``sc.pp.normalize_total``)
-        sets the shared OpenMP runtime to all cores. Set this to pin it.
+        CPU threads torch uses while a model trains or infers (restored afterwards); ``None`` keeps torch's
+        current setting. CPU results are reproducible for the same seed and the same thread count, and the count
+        torch has can change behind the user's back: scanpy's numba-compiled preprocessing (e.g.
+        ``sc.pp.normalize_total``) can raise the shared OpenMP runtime to all cores. Set this to pin it.
     """
 
     def __init__(self) -> None:
@@ -39,7 +40,7 @@ class ScfuseConfig:
 
     @n_threads.setter
     def n_threads(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
             raise ValueError(f"n_threads must be a positive int or None, got {value!r}.")
         self._n_threads = None if value is None else int(value)
 
