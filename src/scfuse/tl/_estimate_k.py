@@ -391,6 +391,7 @@ def _fold_small(z: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
         big = ids[counts >= min_size]
         if small.size == 0 or big.size < 2:
             return labels
-        centers = np.stack([z[labels == c].mean(axis=0) for c in big])
-        rows = np.isin(labels, small)
+        kept = np.isin(labels, big)
+        centers = _centres(z[kept], labels[kept])  # in the order of ``big`` (sorted ids)
+        rows = ~kept
         labels[rows] = big[nearest_centre(z[rows], centers)]
