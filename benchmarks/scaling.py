@@ -26,11 +26,10 @@ def main(argv=None) -> None:
     ap.add_argument("--n-clusters", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    import torch
+    import scfuse
 
     if args.threads:
-        torch.set_num_threads(args.threads)
-    import scfuse
+        scfuse.settings.n_threads = args.threads
 
     rows = []
     with PeakMemory() as total:

@@ -365,13 +365,14 @@ class FusionModel:
         if adata is None:
             if self.data is None:
                 raise ValueError("This model was loaded without data; pass adata.")
-            if self._results is None:
-                with torch_threads():
-                    self._results = self._postprocess(self._infer(self.data))
-            return self._results
-        data = self._data_for(adata)
+            if self._results is not None:
+                return self._results
+        data = self.data if adata is None else self._data_for(adata)
         with torch_threads():
-            return self._postprocess(self._infer(data))
+            out = self._postprocess(self._infer(data))
+        if adata is None:
+            self._results = out
+        return out
 
     def get_latent_representation(self, adata: AnnData | None = None) -> np.ndarray:
         """The learned embedding of the training cells, or of new cells in ``adata`` (same genes, own graph)."""
