@@ -26,7 +26,7 @@ def test_attentionae_baron_mouse1_defaults():
 # (method, dataset, n_clusters, measured ARI with these settings by benchmarks/run.py, seed 0)
 OTHER_METHODS = [
     ("scdefer", "baron_mouse1", None, 0.797),
-    ("scasdc", "baron_mouse2", None, 0.907),
+    ("scasdc", "baron_mouse2", None, 0.885),
     ("sccagn", "baron_mouse2", 13, 0.864),  # collapsed to 1 cluster before the latent rescaling
 ]
 
@@ -37,7 +37,7 @@ def test_method_defaults_on_real_data(method, dataset, n_clusters, measured):
     adata = scfuse.datasets.load(dataset)
     truth = adata.obs.pop("cell_type")
     # one torch thread, as benchmarks/run.py --threads 1 measured it: a different thread count sums in another
-    # order, and on these seeds that alone moved scasdc's ARI from 0.907 to 0.596 (2 threads)
+    # order, and on these seeds that alone once moved scasdc's ARI from 0.907 to 0.596 (2 threads, earlier default)
     scfuse.pp.build_graph(adata, method=scfuse.models.get_model_class(method).graph_method, random_state=0)
     threads, scfuse.settings.n_threads = scfuse.settings.n_threads, 1
     try:

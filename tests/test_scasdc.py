@@ -60,3 +60,28 @@ def test_learning_on_simulated_groups():
 def test_no_n_by_n_tensor():
     """Training and inference on 2000 cells (n > batch size) never materialise a cells x cells tensor."""
     assert_no_n_by_n(METHOD, 2000, **SMALL)
+
+
+@pytest.mark.parametrize("head_decoder_grad", [True, False])
+def test_decoder_gradient_reaches_head_only_when_asked(clustered, head_decoder_grad):
+    """With ``head_decoder_grad=False`` (the default) the GCN decoder's losses leave the head's weights alone; the
+    decoder still learns from them."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(clustered[1])
+    # only the two losses of the GCN decoder
+    model.hparams.update({"kl_weight": 0.0, "head_weight": 0.0, "ae_weight": 0.0, "zinb_weight": 0.0})
+    model.hparams["head_decoder_grad"] = head_decoder_grad
+    m = model.module.eval()
+    batch = model.data.batch(np.arange(64), model.device)
+    k = m.centers.shape[0]
+    m.zero_grad()
+    model._cluster_loss(batch, torch.full((64, k), 1.0 / k)).backward()
+    assert m.gdec1.weight.grad.abs().sum() > 0
+    head_grad = m.gcn_head.weight.grad
+    if head_decoder_grad:
+        assert head_grad is not None and head_grad.abs().sum() > 0
+    else:
+        assert head_grad is None or head_grad.abs().sum() == 0
