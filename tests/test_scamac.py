@@ -31,7 +31,11 @@ def test_fields_and_extras(amac_run):
     # k estimated by Leiden at scamac's fixed default resolution, not by the scan
     assert rec["params"]["resolution"] == 0.5 and rec["params"]["resolution_chosen"] == 0.5
     assert "resolution_scan" not in rec["params"]
-    assert len(rec["history"]["cluster_delta_label"]) == 2 and len(rec["history"]["pretrain_loss"]) == 2
+    assert len(rec["history"]["pretrain_loss"]) == 2
+    # three clustering passes (the default) of max_epochs=2 rounds each, each pass from a new start
+    assert len(rec["history"]["cluster_delta_label"]) == 6
+    assert list(rec["history"]["cluster_pass"]) == [0, 0, 1, 1, 2, 2]
+    assert rec["params"]["model_kwargs"]["cluster_passes"] == 3 and rec["params"]["cluster_epochs_trained"] == 6
     # the reconstruction layer: only on request, NaN outside the model's genes
     layer = adata.layers["scamac_reconstruction"]
     assert layer.shape == adata.shape

@@ -217,6 +217,7 @@ class ScAMAC(FusionModel):
         "return_reconstruction": False,
         "min_cluster_size": 1,
         "given_k_start": "leiden",
+        "cluster_passes": 3,
     }
 
     def __init__(self, adata, **kwargs) -> None:
@@ -225,6 +226,8 @@ class ScAMAC(FusionModel):
         for name in ("ae_epochs", "fusion_epochs"):
             if not (isinstance(h[name], int | np.integer) and h[name] >= 0):
                 raise ValueError(f"{name} must be a non-negative int, got {h[name]!r}.")
+        if not (isinstance(h["cluster_passes"], int | np.integer) and h["cluster_passes"] >= 1):
+            raise ValueError(f"cluster_passes must be an int >= 1, got {h['cluster_passes']!r}.")
         if h["n_latent"] < h["n_heads"]:
             raise ValueError(f"n_latent={h['n_latent']} must be at least n_heads={h['n_heads']}.")
         AdaptiveFuzzyKMeans(gamma=h["gamma"], eps=h["eps"])  # checks gamma and eps
@@ -315,11 +318,15 @@ class ScAMAC(FusionModel):
         z0 = self._forward_all(self.data)["latent"]
         if not torch.isfinite(z0).all():
             raise TrainingError("The initial embedding holds NaN or infinite values; adata was not modified.")
-        labels, centers = self._init_clusters(z0.cpu().numpy())
-        self.module.centers = torch.from_numpy(centers).to(self.device)
-        log_u, _ = self._memberships(z0, self.module.centers)
-        state = {"u": log_u.exp(), "labels": log_u.argmax(1).cpu().numpy()}
+        state: dict = {}
 
+        def start(z: torch.Tensor) -> None:
+            _, centers = self._init_clusters(z.cpu().numpy())
+            self.module.centers = torch.from_numpy(centers).to(self.device)
+            log_u, _ = self._memberships(z, self.module.centers)
+            state.update(u=log_u.exp(), labels=log_u.argmax(1).cpu().numpy())
+
+        start(z0)
         fusion_opt = torch.optim.SGD(self.module.fusion_parameters(), lr=h["fusion_lr"])
         n_rounds = max(max_epochs, 1)
 
@@ -344,11 +351,17 @@ class ScAMAC(FusionModel):
             ae = float(np.mean(ae_loss)) if ae_loss else float("nan")
             fu = float(np.mean(fu_loss)) if fu_loss else float("nan")
             loss = (0.0 if not ae_loss else ae) + (0.0 if not fu_loss else fu)
-            return {"loss": loss, "ae_loss": ae, "fusion_loss": fu, "delta_label": delta}
+            return {"loss": loss, "ae_loss": ae, "fusion_loss": fu, "delta_label": delta, "pass": state["pass"]}
 
-        phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
-        phase.run(round_)
-        self.train_params["cluster_epochs_trained"] = phase.epochs_run
+        epochs_run = 0
+        for p in range(int(h["cluster_passes"])):
+            if p > 0:  # a new start (k, partition, centres) from the embedding the previous pass trained
+                start(self._forward_all(self.data)["latent"])
+            state["pass"] = p
+            phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
+            phase.run(round_)
+            epochs_run += phase.epochs_run
+        self.train_params["cluster_epochs_trained"] = epochs_run
         self.train_params["pretrain_epochs_trained"] = pretrain_epochs
         deltas = self.history.get("cluster_delta_label", [])
         self.converged = bool(deltas) and deltas[-1] < tol
