@@ -44,6 +44,22 @@ def test_fields_and_extras(amac_run):
     assert np.isnan(np.delete(layer, genes, axis=1)).all()
 
 
+def test_history_plot_marks_passes(amac_run):
+    import matplotlib.pyplot as plt
+
+    adata, _ = amac_run
+    hist = adata.uns["scamac"]["history"]
+    fig = scfuse.pl.history(adata, "scamac", show=False, return_fig=True)
+    assert len(fig.axes) == len(hist) - 1  # cluster_pass is drawn as markers, not as a panel of its own
+    for ax in fig.axes:
+        title = ax.get_title()
+        # two dotted lines, between rounds 2|3 and 4|5, on every clustering panel; none on pretraining panels
+        assert len(ax.lines) == (3 if title.startswith("cluster") else 1), title
+        if title.startswith("cluster"):
+            assert [line.get_xdata()[0] for line in ax.lines[1:]] == [2.5, 4.5]
+    plt.close("all")
+
+
 def test_no_reconstruction_by_default():
     adata = scfuse.datasets.simulate(120, 60, 2, random_state=0)
     scfuse.tl.cluster(adata, "scamac", pretrain_epochs=1, max_epochs=1, resolution="scan", **SMALL)
@@ -121,4 +137,7 @@ def test_bad_arguments():
         scfuse.tl.cluster(adata, "scamac", ae_epochs=-1, **SMALL)
     with pytest.raises(ValueError, match="resolution"):
         scfuse.tl.cluster(adata, "scamac", resolution="finest", **SMALL)
+    for bad in (0, 1.5, "3"):
+        with pytest.raises(ValueError, match="cluster_passes"):
+            scfuse.tl.cluster(adata, "scamac", cluster_passes=bad, **SMALL)
     assert "scamac" not in adata.obs

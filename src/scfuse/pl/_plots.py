@@ -88,7 +88,8 @@ def embedding(
 def history(adata: AnnData, key: str = "attentionae", *, show: bool | None = None, return_fig: bool = False) -> Figure | None:
     """Loss curves of each training phase and the fraction of labels that changed per clustering epoch.
 
-    Reads ``adata.uns[key]["history"]`` written by :func:`scfuse.tl.cluster`.
+    Reads ``adata.uns[key]["history"]`` written by :func:`scfuse.tl.cluster`. Where the clustering stage ran in
+    several passes (``scamac``), dotted lines mark the epochs where a new pass starts.
 
     Examples
     --------
@@ -102,11 +103,17 @@ def history(adata: AnnData, key: str = "attentionae", *, show: bool | None = Non
 
     hist = _cluster_record(adata, key).get("history", {})
     series = {k: np.asarray(v) for k, v in hist.items() if len(np.atleast_1d(v))}
+    # the clustering pass of each epoch (scamac) is drawn as dotted lines where a new pass starts, not as a curve
+    passes = series.pop("cluster_pass", None)
+    starts = [] if passes is None else (np.flatnonzero(np.diff(passes) != 0) + 1.5).tolist()
     if not series:
         raise ValueError(f"adata.uns[{key!r}]['history'] is empty.")
     fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
     for ax, (name, vals) in zip(axes[0], sorted(series.items()), strict=True):
         ax.plot(np.arange(1, len(vals) + 1), vals, marker="." if len(vals) < 50 else None)
+        if name.startswith("cluster_") and len(vals) == len(passes if passes is not None else []):
+            for x in starts:
+                ax.axvline(x, color="0.6", linestyle=":", linewidth=1)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("epoch")
         if "loss" in name and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-12) > 20:
