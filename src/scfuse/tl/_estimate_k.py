@@ -53,6 +53,13 @@ def _subsample(n: int, max_cells: int, random_state: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(max_cells, n), replace=False))
 
 
+def partition_silhouette(z: np.ndarray, labels: np.ndarray, *, random_state: int = 0) -> float:
+    """Cosine silhouette of a partition on a random subsample of at most :data:`MAX_SCORE_CELLS` cells (-1 for
+    fewer than two clusters in the subsample)."""
+    sub = _subsample(z.shape[0], MAX_SCORE_CELLS, random_state)
+    return _silhouette(z[sub], np.asarray(labels)[sub], "cosine")
+
+
 def _silhouette(z: np.ndarray, labels: np.ndarray, metric: str) -> float:
     from sklearn.metrics import silhouette_score
 
