@@ -36,6 +36,10 @@ def test_fields_and_extras(amac_run):
     assert len(rec["history"]["cluster_delta_label"]) == 6
     assert list(rec["history"]["cluster_pass"]) == [0, 0, 1, 1, 2, 2]
     assert rec["params"]["model_kwargs"]["cluster_passes"] == 3 and rec["params"]["cluster_epochs_trained"] == 6
+    # two restarts: the first always taken, the second only if its silhouette beats the held labels'
+    sil = np.asarray(ex["restart_silhouettes"])
+    assert sil.shape == (2, 2) and np.all((sil >= -1) & (sil <= 1))
+    assert list(ex["restarted"]) == [True, bool(sil[1, 1] > sil[1, 0])]
     # the reconstruction layer: only on request, NaN outside the model's genes
     layer = adata.layers["scamac_reconstruction"]
     assert layer.shape == adata.shape
