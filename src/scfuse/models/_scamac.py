@@ -331,11 +331,15 @@ class ScAMAC(FusionModel):
             raise TrainingError("The initial embedding holds NaN or infinite values; adata was not modified.")
         state: dict = {}
 
-        def start(z: torch.Tensor) -> None:
-            _, centers = self._init_clusters(z.cpu().numpy())
-            self.module.centers = torch.from_numpy(centers).to(self.device)
-            log_u, _ = self._memberships(z, self.module.centers)
-            state.update(u=log_u.exp(), labels=log_u.argmax(1).cpu().numpy())
+        def new_start(z: np.ndarray) -> dict:
+            """Centres from the start rule on ``z`` and the memberships and labels they give."""
+            centers = torch.from_numpy(self._init_clusters(z)[1]).to(self.device)
+            log_u, _ = self._memberships(torch.from_numpy(z).to(self.device), centers)
+            return {"centers": centers, "u": log_u.exp(), "labels": log_u.argmax(1).cpu().numpy()}
+
+        def take(start: dict) -> None:
+            self.module.centers = start["centers"]
+            state.update(u=start["u"], labels=start["labels"])
 
         def restart(z: torch.Tensor, guarded: bool) -> None:
             """A new start on the trained embedding. ``guarded``: kept only when its labels fit that embedding
@@ -343,22 +347,19 @@ class ScAMAC(FusionModel):
             from ..tl._estimate_k import partition_silhouette
 
             zn = z.cpu().numpy()
-            kept = (self.module.centers, self.n_clusters, self.n_clusters_estimated, self.init_info)
+            kept = (self.n_clusters, self.n_clusters_estimated, self.init_info)
             current = partition_silhouette(zn, state["labels"], random_state=self.random_state)
-            _, centers = self._init_clusters(zn)
-            log_u, _ = self._memberships(z, torch.from_numpy(centers).to(self.device))
-            labels = log_u.argmax(1).cpu().numpy()
-            candidate = partition_silhouette(zn, labels, random_state=self.random_state)
+            start = new_start(zn)
+            candidate = partition_silhouette(zn, start["labels"], random_state=self.random_state)
+            taken = not guarded or candidate > current
+            if taken:
+                take(start)
+            else:  # _init_clusters recorded the refused start's k and how it was found: restore the held ones
+                self.n_clusters, self.n_clusters_estimated, self.init_info = kept
             self.extras.setdefault("restart_silhouettes", []).append([current, candidate])
-            if not guarded or candidate > current:
-                self.module.centers = torch.from_numpy(centers).to(self.device)
-                state.update(u=log_u.exp(), labels=labels)
-                self.extras.setdefault("restarted", []).append(True)
-            else:
-                self.module.centers, self.n_clusters, self.n_clusters_estimated, self.init_info = kept
-                self.extras.setdefault("restarted", []).append(False)
+            self.extras.setdefault("restarted", []).append(taken)
 
-        start(z0)
+        take(new_start(z0.cpu().numpy()))
         fusion_opt = torch.optim.SGD(self.module.fusion_parameters(), lr=h["fusion_lr"])
         n_rounds = max(max_epochs, 1)
 

@@ -111,7 +111,7 @@ def history(adata: AnnData, key: str = "attentionae", *, show: bool | None = Non
     fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
     for ax, (name, vals) in zip(axes[0], sorted(series.items()), strict=True):
         ax.plot(np.arange(1, len(vals) + 1), vals, marker="." if len(vals) < 50 else None)
-        if name.startswith("cluster_") and len(vals) == len(passes if passes is not None else []):
+        if passes is not None and name.startswith("cluster_") and len(vals) == len(passes):
             for x in starts:
                 ax.axvline(x, color="0.6", linestyle=":", linewidth=1)
         ax.set_title(name.replace("_", " "))
