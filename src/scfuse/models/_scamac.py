@@ -360,6 +360,7 @@ class ScAMAC(FusionModel):
             self.extras.setdefault("restarted", []).append(taken)
 
         take(new_start(z0.cpu().numpy()))
+        state["z"] = z0  # the embedding a restart reads: replaced by each round's (max_epochs=0 leaves z0)
         fusion_opt = torch.optim.SGD(self.module.fusion_parameters(), lr=h["fusion_lr"])
         n_rounds = max(max_epochs, 1)
 
@@ -373,6 +374,7 @@ class ScAMAC(FusionModel):
             z = self._forward_all(self.data)["latent"]
             if not torch.isfinite(z).all():
                 raise TrainingError(f"The embedding became non-finite in round {epoch + 1}; adata was not modified.")
+            state["z"] = z  # nothing trains between this pass and the next round or restart
             # one centre-then-membership update
             d = self.fkm.distances(z, self.module.centers)
             self.module.centers = self.fkm.update_centers(z, state["u"], self.fkm.weights(d), self.module.centers)
@@ -390,7 +392,7 @@ class ScAMAC(FusionModel):
         for p in range(int(h["cluster_passes"])):
             if p > 0:  # a new start (k, partition, centres) from the embedding the previous pass trained; the
                 # first always (the warm-up embedding it replaces is weak), later ones only when they fit better
-                restart(self._forward_all(self.data)["latent"], guarded=p > 1)
+                restart(state["z"], guarded=p > 1)
             state["pass"] = p
             phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
             phase.run(round_)
