@@ -157,3 +157,38 @@ def test_silhouette_from_distances_matches_sklearn():
     labels[0] = 9  # a cluster of one cell scores 0
     d = pairwise_distances(z, metric="cosine")
     assert _silhouette_from_distances(d, labels) == pytest.approx(silhouette_score(z, labels, metric="cosine"), abs=1e-6)
+
+
+def test_scan_builds_one_knn(monkeypatch):
+    """The k scan searches the embedding's neighbours once, whatever the number of resolutions."""
+    import scfuse._utils._graph as graph_utils
+
+    calls = []
+    real = graph_utils.knn_search
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graph_utils, "knn_search", counting)
+    z, _ = _blobs([100, 100, 100])
+    _, _, scan = choose_resolution(z)
+    assert len(scan) > 1 and calls == [300]
+    calls.clear()
+    initial_clusters(z, 3, given_k_start="centres")  # the scan, then Leiden split or merged to k, on one graph
+    assert calls == [300]
+
+
+def test_approximate_knn_matches_exact(monkeypatch):
+    """Above the exact-search limit the kNN is approximate (pynndescent): nearly all neighbours agree."""
+    import scfuse._utils._graph as graph_utils
+
+    z, _ = _blobs([400, 400, 400], spread=0.5, seed=1)
+    exact_i, exact_d = graph_utils.knn_search(z, 10)
+    monkeypatch.setattr(graph_utils, "EXACT_KNN_MAX_CELLS", 100)
+    approx_i, approx_d = graph_utils.knn_search(z, 10, random_state=0)
+    assert approx_i.shape == exact_i.shape and not (approx_i == np.arange(len(z))[:, None]).any()
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx_i, exact_i, strict=True)])
+    assert recall > 0.95
+    again_i, _ = graph_utils.knn_search(z, 10, random_state=0)
+    np.testing.assert_array_equal(again_i, approx_i)  # same seed, same graph

@@ -7,19 +7,39 @@ import scipy.sparse as sp
 import torch
 
 
-def knn_search(rep: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest other cells: ``(indices, distances)``, each ``n x n_neighbors``, self excluded.
+#: above this many cells :func:`knn_search` is approximate (pynndescent); at or below it, exact
+EXACT_KNN_MAX_CELLS = 10_000
 
-    Uses scikit-learn's chunked search, so memory stays O(n * n_neighbors).
+
+def knn_search(
+    rep: np.ndarray, n_neighbors: int, metric: str = "euclidean", *, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest other cells: ``(indices, distances)``, each ``n x n_neighbors``, self excluded.
+
+    Up to :data:`EXACT_KNN_MAX_CELLS` cells the search is exact (scikit-learn's chunked brute force, memory
+    O(n * n_neighbors), well under a second there); above it, approximate with pynndescent (as
+    :func:`scanpy.pp.neighbors`), so time grows about as n log n instead of n^2. ``random_state`` seeds the
+    approximate search.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     n = rep.shape[0]
     k = min(n_neighbors + 1, n)
-    nn = NearestNeighbors(n_neighbors=k, metric=metric)
-    nn.fit(rep)
-    dist, idx = nn.kneighbors(rep)
-    # drop each cell itself (normally column 0; duplicates can swap the order)
+    if n > EXACT_KNN_MAX_CELLS:
+        from pynndescent import NNDescent
+
+        index = NNDescent(rep, n_neighbors=k, metric=metric, random_state=random_state, n_jobs=1, low_memory=True)
+        idx, dist = index.neighbor_graph
+    else:
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=k, metric=metric)
+        nn.fit(rep)
+        dist, idx = nn.kneighbors(rep)
+    return _drop_self(idx, dist)
+
+
+def _drop_self(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each cell from its own neighbour list (normally column 0; duplicates can swap the order)."""
+    n, k = idx.shape
     out_i = np.empty((n, k - 1), dtype=np.int64)
     out_d = np.empty((n, k - 1), dtype=np.float64)
     rows = np.arange(n)
@@ -27,8 +47,7 @@ def knn_search(rep: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> 
     out_i[first_is_self] = idx[first_is_self, 1:]
     out_d[first_is_self] = dist[first_is_self, 1:]
     for r in np.flatnonzero(~first_is_self):
-        keep = idx[r] != r
-        sel = np.flatnonzero(keep)[: k - 1]
+        sel = np.flatnonzero(idx[r] != r)[: k - 1]
         out_i[r] = idx[r, sel]
         out_d[r] = dist[r, sel]
     return out_i, np.maximum(out_d, 0.0)

@@ -174,7 +174,7 @@ def build_graph(
     rep = np.asarray(rep, dtype=np.float32)
     check_finite(rep, f"the representation {rep_key!r}")
 
-    idx, dist = knn_search(rep, n_neighbors, metric=metric)
+    idx, dist = knn_search(rep, n_neighbors, metric=metric, random_state=seed)
     n = adata.n_obs
     distances = knn_to_csr(idx, dist, n)
     if method == "gauss":

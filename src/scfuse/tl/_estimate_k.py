@@ -4,10 +4,38 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def leiden_on_embedding(
+def embedding_graph(
     z: np.ndarray,
     *,
+    n_neighbors: int = 15,
+    n_kernel_neighbors: int | None = None,
+    metric: str = "cosine",
+    random_state: int = 0,
+):
+    """The weighted kNN graph of an embedding on which every Leiden run of the k scan and of the clustering
+    starts works (an :class:`igraph.Graph`; build it once per embedding and pass it on).
+
+    Sparse (``n * n_neighbors`` edges): kernel weights as in :func:`scfuse.pp.build_graph` with
+    ``method="gauss"``; the kNN is exact up to :data:`scfuse._utils._graph.EXACT_KNN_MAX_CELLS` cells and
+    approximate above.
+    """
+    import igraph as ig
+
+    from .._utils._graph import gauss_weights, knn_search
+
+    n = z.shape[0]
+    idx, dist = knn_search(z.astype(np.float32), min(n_neighbors, n - 1), metric=metric, random_state=random_state)
+    conn = sp.triu(gauss_weights(idx, dist, sigma_neighbor=n_kernel_neighbors), k=1).tocoo()
+    g = ig.Graph(n=n, edges=np.column_stack([conn.row, conn.col]).tolist(), directed=False)
+    g.es["weight"] = conn.data.astype(float).tolist()
+    return g
+
+
+def leiden_on_embedding(
+    z: np.ndarray | None = None,
+    *,
     resolution: float = 1.0,
+    graph=None,
     n_neighbors: int = 15,
     n_kernel_neighbors: int | None = None,
     metric: str = "cosine",
@@ -15,22 +43,16 @@ def leiden_on_embedding(
 ) -> np.ndarray:
     """Leiden communities of the Gaussian-kernel kNN graph of an embedding (AttentionAE-sc's initialisation).
 
-    The graph is sparse (``n * n_neighbors`` edges): kernel weights as in :func:`scfuse.pp.build_graph` with
-    ``method="gauss"``.
+    ``graph`` (from :func:`embedding_graph`) is used when given; otherwise it is built from ``z``.
     """
-    import igraph as ig
     import leidenalg
 
-    from .._utils._graph import gauss_weights, knn_search
-
-    n = z.shape[0]
-    k = min(n_neighbors, n - 1)
-    idx, dist = knn_search(z.astype(np.float32), k, metric=metric)
-    conn = sp.triu(gauss_weights(idx, dist, sigma_neighbor=n_kernel_neighbors), k=1).tocoo()
-    g = ig.Graph(n=n, edges=np.column_stack([conn.row, conn.col]).tolist(), directed=False)
-    g.es["weight"] = conn.data.astype(float).tolist()
+    if graph is None:
+        graph = embedding_graph(
+            z, n_neighbors=n_neighbors, n_kernel_neighbors=n_kernel_neighbors, metric=metric, random_state=random_state
+        )
     part = leidenalg.find_partition(
-        g,
+        graph,
         leidenalg.RBConfigurationVertexPartition,
         weights="weight",
         resolution_parameter=resolution,
@@ -74,19 +96,23 @@ def choose_resolution(
     metric: str = "cosine",
     max_cells: int = MAX_SCORE_CELLS,
     random_state: int = 0,
+    graph=None,
 ) -> tuple[float, np.ndarray, list[dict]]:
     """Leiden at each resolution of ``grid``; keep the coarsest partition whose silhouette is within ``margin`` of
     the highest (no labels used).
 
     Silhouettes of neighbouring resolutions are often nearly equal while the number of communities keeps
     growing; the margin prefers the fewer, larger clusters among near-ties. The silhouette is computed on a
-    fixed random subsample of at most ``max_cells`` cells, so the cost stays O(max_cells^2) whatever n. Returns
-    the chosen resolution, its labels and the whole scan.
+    fixed random subsample of at most ``max_cells`` cells, so the cost stays O(max_cells^2) whatever n. All
+    resolutions run on one kNN graph of ``z`` (``graph``, from :func:`embedding_graph`, built here when not
+    given). Returns the chosen resolution, its labels and the whole scan.
     """
     sub = _subsample(z.shape[0], max_cells, random_state)
+    if graph is None:
+        graph = embedding_graph(z, metric=metric, random_state=random_state)
     scan, parts = [], []
     for res in sorted(grid):
-        labels = leiden_on_embedding(z, resolution=res, metric=metric, random_state=random_state)
+        labels = leiden_on_embedding(resolution=res, graph=graph, random_state=random_state)
         sil = _silhouette(z[sub], labels[sub], metric)
         scan.append({"resolution": res, "n_clusters": int(labels.max()) + 1, "silhouette": sil})
         parts.append(labels)
