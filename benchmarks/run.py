@@ -22,6 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _memory import PeakMemory  # noqa: E402
+import scenarios  # noqa: E402
 
 LABEL_KEY = "cell_type"
 
@@ -32,37 +33,107 @@ def scores(truth, pred) -> tuple[float, float]:
     return adjusted_rand_score(truth, pred), normalized_mutual_info_score(truth, pred)
 
 
-def run_scanpy(adata, seed: int, true_k: int) -> list[dict]:
+def scanpy_pipeline(adata, seed: int):
+    """scanpy's default pipeline up to the neighbours graph: normalize_total, log1p, 2,000 HVG, scale, PCA 50,
+    neighbors 15 (on a copy)."""
     import scanpy as sc
-    from sklearn.cluster import KMeans
 
+    a = adata.copy()
+    a.X = a.layers["counts"].copy()
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    sc.pp.highly_variable_genes(a, n_top_genes=min(2000, a.n_vars))
+    a = a[:, a.var["highly_variable"]].copy()
+    sc.pp.scale(a)
+    sc.pp.pca(a, n_comps=50, random_state=seed)
+    sc.pp.neighbors(a, n_neighbors=15, random_state=seed)
+    return a
+
+
+def scanpy_pca(adata, seed: int) -> np.ndarray:
+    return np.asarray(scanpy_pipeline(adata, seed).obsm["X_pca"], dtype=np.float32)
+
+
+#: resolutions of the Leiden baselines that scan (the label-reading upper bound and the silhouette pick on PCA)
+BASELINE_GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
+
+
+def _leiden(a, resolution: float, seed: int) -> np.ndarray:
+    import scanpy as sc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=-1, directed=False)
+    return a.obs["leiden"].to_numpy()
+
+
+def leiden_to_true_k(a, true_k: int, seed: int) -> np.ndarray:
+    """Leiden bisected on the resolution until it finds ``true_k`` communities (or the closest of 30 tries)."""
+    lo, hi, best = 0.0, 4.0, None
+    for _ in range(30):
+        res = (lo + hi) / 2
+        pred = _leiden(a, res, seed)
+        k = len(set(pred))
+        if best is None or abs(k - true_k) < abs(best[0] - true_k):
+            best = (k, pred)
+        if k == true_k:
+            break
+        lo, hi = (res, hi) if k < true_k else (lo, res)
+    return best[1]
+
+
+def run_scanpy(adata, seed: int, true_k: int) -> list[dict]:
+    """The baselines on scanpy's pipeline: Leiden at resolution 1; Leiden at the resolution that scfuse's own
+    label-free rule picks (its default rule and grid, scanpy's graph, Euclidean silhouette on the PCA); the same with the highest Euclidean
+    silhouette on 0.05-2.0; Leiden bisected to the true k; k-means with the true k; and, reading the labels,
+    Leiden at the resolution of 0.05-2.0 with the best ARI (an upper bound, not a method)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from scfuse.tl._estimate_k import choose_resolution
+
+    truth = adata.obs[LABEL_KEY]
     rows = []
+
+    def add(method, k_mode, pred, seconds, pm):
+        ari, nmi = scores(truth, pred)
+        rows.append(dict(method=method, k_mode=k_mode, ari=ari, nmi=nmi, n_clusters=len(set(pred)),
+                         time_s=seconds, peak_gb=pm.peak_gb))
+
     t0 = time.perf_counter()
     with PeakMemory() as pm:
-        a = adata.copy()
-        a.X = a.layers["counts"].copy()
-        sc.pp.normalize_total(a)
-        sc.pp.log1p(a)
-        sc.pp.highly_variable_genes(a, n_top_genes=min(2000, a.n_vars))
-        a = a[:, a.var["highly_variable"]].copy()
-        sc.pp.scale(a)
-        sc.pp.pca(a, n_comps=50, random_state=seed)
-        sc.pp.neighbors(a, n_neighbors=15, random_state=seed)
+        a = scanpy_pipeline(adata, seed)
         t_pre = time.perf_counter() - t0
         t1 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sc.tl.leiden(a, resolution=1.0, random_state=seed, flavor="igraph", n_iterations=-1, directed=False)
-    pred = a.obs["leiden"].to_numpy()
-    ari, nmi = scores(adata.obs[LABEL_KEY], pred)
-    rows.append(dict(method="scanpy_leiden", k_mode="estimated", ari=ari, nmi=nmi, n_clusters=len(set(pred)),
-                     time_s=t_pre + time.perf_counter() - t1, peak_gb=pm.peak_gb))
-    t1 = time.perf_counter()
-    pred = KMeans(true_k, n_init=10, random_state=seed).fit_predict(a.obsm["X_pca"])
-    ari, nmi = scores(adata.obs[LABEL_KEY], pred)
-    rows.append(dict(method="pca_kmeans", k_mode="true_k", ari=ari, nmi=nmi, n_clusters=true_k,
-                     time_s=t_pre + time.perf_counter() - t1, peak_gb=pm.peak_gb))
+        add("scanpy_leiden", "estimated", _leiden(a, 1.0, seed), t_pre + time.perf_counter() - t1, pm)
+        pca = np.asarray(a.obsm["X_pca"], dtype=np.float32)
+        t1 = time.perf_counter()
+        _, pred, _ = choose_resolution(pca, metric="euclidean", random_state=seed, graph=_scanpy_igraph(a))
+        add("leiden_scfuse_rule", "estimated", pred, t_pre + time.perf_counter() - t1, pm)
+        t1 = time.perf_counter()
+        _, pred, _ = choose_resolution(pca, grid=BASELINE_GRID, rule="silhouette_max", metric="euclidean",
+                                       random_state=seed, graph=_scanpy_igraph(a))
+        add("leiden_silhouette", "estimated", pred, t_pre + time.perf_counter() - t1, pm)
+        t1 = time.perf_counter()
+        add("leiden_true_k", "true_k", leiden_to_true_k(a, true_k, seed), t_pre + time.perf_counter() - t1, pm)
+        t1 = time.perf_counter()
+        add("pca_kmeans", "true_k", KMeans(true_k, n_init=10, random_state=seed).fit_predict(pca),
+            t_pre + time.perf_counter() - t1, pm)
+        t1 = time.perf_counter()
+        best = max((_leiden(a, r, seed) for r in BASELINE_GRID), key=lambda p: adjusted_rand_score(truth, p))
+        add("leiden_best_ari", "reads_labels", best, t_pre + time.perf_counter() - t1, pm)
     return rows
+
+
+def _scanpy_igraph(a):
+    """scanpy's neighbours graph (connectivities) as a weighted igraph, for scfuse's resolution rules."""
+    import igraph as ig
+    import scipy.sparse as sp
+
+    conn = sp.triu(a.obsp["connectivities"], k=1).tocoo()
+    g = ig.Graph(n=a.n_obs, edges=np.column_stack([conn.row, conn.col]).tolist(), directed=False)
+    g.es["weight"] = conn.data.astype(float).tolist()
+    return g
 
 
 def run_method(adata, method: str, seed: int, n_clusters, extra: dict) -> dict:
@@ -109,13 +180,13 @@ def main(argv=None) -> None:
             extra[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             extra[k] = v
-    names = scfuse.datasets.available() if args.datasets == ["all"] else args.datasets
+    names = scenarios.expand(args.datasets)
     if not names:
         raise SystemExit(f"No datasets found in {scfuse.settings.data_dir}; set SCFUSE_DATA_DIR.")
     rows = []
     pd.set_option("display.width", 200)
     for name in names:
-        adata = scfuse.datasets.load(name)
+        adata = scenarios.load(name)
         true_k = adata.obs[LABEL_KEY].nunique()
         for seed in args.seeds:
             new = []

@@ -23,6 +23,21 @@ def test_simulate_counts():
         scfuse.datasets.simulate(3, 10, 5)
 
 
+def test_simulate_nested_and_unequal_libraries():
+    import scipy.sparse as sp
+
+    a = scfuse.datasets.simulate(900, 150, 3, n_subgroups=3, library_sd=1.0, random_state=2)
+    assert sp.issparse(a.X) and a.obs["group"].nunique() == 9 and a.obs["parent_group"].nunique() == 3
+    # each subgroup lies inside its parent group
+    assert (a.obs["group"].astype(str).str.split(".").str[0] == a.obs["parent_group"].astype(str)).all()
+    lib = np.asarray(a.X.sum(axis=1)).ravel()
+    narrow = np.asarray(scfuse.datasets.simulate(900, 150, 3, random_state=2).X.sum(axis=1)).ravel()
+    spread = lambda x: np.percentile(x, 95) / np.percentile(x, 5)  # noqa: E731
+    assert spread(lib) > 3 * spread(narrow)
+    with pytest.raises(ValueError, match="library_sd"):
+        scfuse.datasets.simulate(100, 50, 2, library_sd=-1)
+
+
 def test_load_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(scfuse.settings, "_data_dir", tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="SCFUSE_DATA_DIR"):

@@ -192,3 +192,15 @@ def test_approximate_knn_matches_exact(monkeypatch):
     assert recall > 0.95
     again_i, _ = graph_utils.knn_search(z, 10, random_state=0)
     np.testing.assert_array_equal(again_i, approx_i)  # same seed, same graph
+
+
+def test_stability_rule():
+    """The stability rule keeps a partition that Leiden finds again with other seeds; a bad rule name raises."""
+    z, y = _blobs([200, 200, 200, 200], spread=0.3, seed=2)
+    res, labels, scan = choose_resolution(z, rule="stability")
+    assert all("stability" in s for s in scan)
+    chosen = next(s for s in scan if s["resolution"] == res)
+    assert chosen["stability"] >= max(s["stability"] for s in scan) - 0.03
+    assert adjusted_rand_score(y, labels) > 0.9
+    with pytest.raises(ValueError, match="rule"):
+        choose_resolution(z, rule="labels")

@@ -80,8 +80,24 @@ def test_accelerator_resolution():
 
 def test_default_epochs_scale_with_cells():
     small = FusionModel.default_epochs(800, 256, 300, (10, 200))
+    mid = FusionModel.default_epochs(5_000, 256, 300, (10, 200))
     large = FusionModel.default_epochs(50_000, 256, 300, (10, 200))
-    assert small == 75 and large == 10
+    huge = FusionModel.default_epochs(1_000_000, 256, 300, (10, 200))
+    assert (small, mid, large, huge) == (75, 15, 2, 1)
+    assert FusionModel.default_epochs(9_000, 256, 100, (6, 40)) == 6  # at most fixed_budget_cells: as before
+
+
+def test_batch_size_capped():
+    """A batch_size above the cap never makes a batch of all cells: no n x n tensor on 2,500 cells."""
+    from helpers import assert_no_cell_by_cell, dense_shapes
+
+    n = 2500
+    adata = scfuse.datasets.simulate(n, 40, 3, random_state=2)
+    scfuse.pp.build_graph(adata, n_neighbors=10)
+    run = dict(n_clusters=3, batch_size=100_000, pretrain_epochs=1, max_epochs=1, progress_bar=False)
+    shapes = dense_shapes(lambda: scfuse.tl.cluster(adata, **run))
+    assert_no_cell_by_cell(shapes, n)
+    assert adata.uns["attentionae"]["params"]["batch_size"] == FusionModel.max_batch_size
 
 
 def test_no_dense_n_by_n_tensor(monkeypatch):

@@ -15,7 +15,10 @@ def simulate(
     dispersion: float = 0.3,
     dropout: float = 0.2,
     library_size: float = 2000.0,
+    library_sd: float = 0.3,
     group_sizes: list[float] | None = None,
+    n_subgroups: int = 1,
+    sub_de_prob: float | None = None,
     random_state: int = 0,
 ):
     """Simulate raw UMI counts of cells from ``n_groups`` cell types (zero-inflated negative binomial).
@@ -39,8 +42,15 @@ def simulate(
         Fraction of non-zero counts set to zero.
     library_size
         Median total counts per cell.
+    library_sd
+        Standard deviation of the log library sizes (1.0 gives libraries that differ 10-fold and more).
     group_sizes
         Relative group sizes (default equal).
+    n_subgroups
+        Nested subtypes: each group is split into this many subgroups, each with its own smaller set of
+        differentially expressed genes (``sub_de_prob``, default ``de_prob / 3``) on top of the group's. The
+        labels in ``obs["group"]`` are then the subgroups (``'g0.1'``), the groups are in
+        ``obs["parent_group"]``.
     random_state
         Seed.
 
@@ -58,8 +68,10 @@ def simulate(
     """
     import anndata as ad
 
-    if n_cells < n_groups or n_groups < 1 or n_genes < 1:
-        raise ValueError("Need n_groups >= 1, n_genes >= 1 and n_cells >= n_groups.")
+    if n_subgroups < 1 or n_cells < n_groups * n_subgroups or n_groups < 1 or n_genes < 1:
+        raise ValueError("Need n_groups >= 1, n_subgroups >= 1, n_genes >= 1 and n_cells >= n_groups * n_subgroups.")
+    if library_sd < 0:
+        raise ValueError(f"library_sd must be >= 0, got {library_sd}.")
     rng = np.random.default_rng(random_state)
     if group_sizes is None:
         probs = np.full(n_groups, 1.0 / n_groups)
@@ -77,10 +89,19 @@ def simulate(
     for g in range(n_groups):
         de = rng.random(n_genes) < de_prob
         log_fc[g, de] = rng.normal(0.0, de_scale, size=de.sum()) + np.sign(rng.normal(size=de.sum())) * 0.5
+    if n_subgroups > 1:  # each group's cells split evenly at random into subgroups with their own DE genes
+        sub_p = de_prob / 3 if sub_de_prob is None else sub_de_prob
+        parents = groups.copy()
+        subs = rng.integers(0, n_subgroups, size=n_cells)
+        groups = parents * n_subgroups + subs
+        log_fc = np.repeat(log_fc, n_subgroups, axis=0)
+        for g in range(n_groups * n_subgroups):
+            de = rng.random(n_genes) < sub_p
+            log_fc[g, de] += rng.normal(0.0, de_scale, size=de.sum()) + np.sign(rng.normal(size=de.sum())) * 0.5
     profile = base[None, :] * np.exp(log_fc)
     profile /= profile.sum(axis=1, keepdims=True)
 
-    lib = rng.lognormal(mean=np.log(library_size), sigma=0.3, size=n_cells)
+    lib = rng.lognormal(mean=np.log(library_size), sigma=library_sd, size=n_cells)
     theta = 1.0 / dispersion
     blocks = []
     for start in range(0, n_cells, 5000):  # in blocks of cells: memory stays O(block * genes)
@@ -96,10 +117,20 @@ def simulate(
             x[empty, rng.integers(0, n_genes, empty.sum())] = 1
         blocks.append(sp.csr_matrix(x))
     x = sp.vstack(blocks, format="csr")
-    obs = pd.DataFrame(
-        {"group": pd.Categorical([f"g{g}" for g in groups], categories=[f"g{g}" for g in range(n_groups)])},
-        index=[f"cell{i}" for i in range(n_cells)],
-    )
+    if n_subgroups > 1:
+        names = [f"g{g}.{s}" for g in range(n_groups) for s in range(n_subgroups)]
+        obs = pd.DataFrame(
+            {
+                "group": pd.Categorical([names[g] for g in groups], categories=names),
+                "parent_group": pd.Categorical([f"g{g}" for g in parents], categories=[f"g{g}" for g in range(n_groups)]),
+            },
+            index=[f"cell{i}" for i in range(n_cells)],
+        )
+    else:
+        obs = pd.DataFrame(
+            {"group": pd.Categorical([f"g{g}" for g in groups], categories=[f"g{g}" for g in range(n_groups)])},
+            index=[f"cell{i}" for i in range(n_cells)],
+        )
     var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
     adata = ad.AnnData(X=x, obs=obs, var=var)
     adata.layers["counts"] = x.copy()
@@ -110,6 +141,8 @@ def simulate(
         "dispersion": dispersion,
         "dropout": dropout,
         "library_size": library_size,
+        "library_sd": library_sd,
+        "n_subgroups": n_subgroups,
         "random_state": random_state,
     }
     return adata

@@ -106,6 +106,13 @@ class FusionModel:
     default_cluster_steps: ClassVar[int] = 200
     default_cluster_epoch_range: ClassVar[tuple[int, int]] = (5, 50)
     default_batch_size: ClassVar[int] = 256
+    #: the largest mini-batch: a larger ``batch_size`` is capped (a batch of all cells would make attention and
+    #: in-batch similarities n x n)
+    max_batch_size: ClassVar[int] = 2048
+    #: above this many cells the default epochs are not raised to the lower end of ``*_epoch_range``: the
+    #: schedule is about ``*_steps`` optimiser steps (at least one epoch), so training time stops growing with n
+    #: once one epoch holds more steps than that
+    fixed_budget_cells: ClassVar[int] = 10_000
     default_learning_rate: ClassVar[float] = 1e-3
     #: the torch module of the method, built with ``n_input``, ``n_clusters`` and the hyper-parameters named in
     #: ``module_hparams`` (list values become tuples)
@@ -248,6 +255,9 @@ class FusionModel:
         self.rng = np.random.default_rng(self.random_state)
         n = self.data.n
         batch_size = self.default_batch_size if batch_size is None else check_positive_int(batch_size, "batch_size", minimum=2)
+        if batch_size > self.max_batch_size:
+            logg.warning(f"batch_size={batch_size} is capped to {self.max_batch_size} cells per mini-batch.")
+            batch_size = self.max_batch_size
         max_epochs = (
             self.default_epochs(n, batch_size, self.default_cluster_steps, self.default_cluster_epoch_range)
             if max_epochs is None
@@ -296,11 +306,14 @@ class FusionModel:
             torch.cuda.empty_cache()
         return self
 
-    @staticmethod
-    def default_epochs(n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]) -> int:
-        """Epochs giving about ``steps`` mini-batch steps on ``n`` cells, clipped to ``epoch_range``."""
+    @classmethod
+    def default_epochs(cls, n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]) -> int:
+        """Epochs giving about ``steps`` mini-batch steps on ``n`` cells, clipped to ``epoch_range``; above
+        :attr:`fixed_budget_cells` cells only the upper end applies (at least one epoch)."""
         per_epoch = max(1, int(np.ceil(n / batch_size)))
         lo, hi = epoch_range
+        if n > cls.fixed_budget_cells:
+            lo = 1
         return int(min(hi, max(lo, int(np.ceil(steps / per_epoch)))))
 
     def _fit(self, **kwargs) -> None:  # pragma: no cover - abstract

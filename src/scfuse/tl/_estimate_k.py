@@ -88,6 +88,25 @@ def _silhouette(z: np.ndarray, labels: np.ndarray, metric: str) -> float:
     return float(silhouette_score(z, labels, metric=metric)) if len(np.unique(labels)) > 1 else -1.0
 
 
+#: the label-free rules :func:`choose_resolution` can pick a partition of the scan by
+K_RULES = ("silhouette", "silhouette_max", "stability")
+#: Leiden runs (seeds) per resolution whose agreement is the ``"stability"`` rule's score
+STABILITY_RUNS = 5
+
+
+def seed_stability(graph, resolution: float, labels: np.ndarray, *, n_runs: int = STABILITY_RUNS, random_state: int = 0):
+    """Mean pairwise ARI of ``n_runs`` Leiden partitions of one graph at one resolution (``labels`` is the run
+    with ``random_state``; the others use the following seeds): how reproducible the partition is."""
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    runs = [labels] + [
+        leiden_on_embedding(resolution=resolution, graph=graph, random_state=random_state + i) for i in range(1, n_runs)
+    ]
+    return float(np.mean([adjusted_rand_score(a, b) for a, b in combinations(runs, 2)]))
+
+
 def choose_resolution(
     z: np.ndarray,
     *,
@@ -97,27 +116,39 @@ def choose_resolution(
     max_cells: int = MAX_SCORE_CELLS,
     random_state: int = 0,
     graph=None,
+    rule: str = "silhouette",
 ) -> tuple[float, np.ndarray, list[dict]]:
-    """Leiden at each resolution of ``grid``; keep the coarsest partition whose silhouette is within ``margin`` of
-    the highest (no labels used).
+    """Leiden at each resolution of ``grid``; keep one partition by a label-free ``rule``.
 
-    Silhouettes of neighbouring resolutions are often nearly equal while the number of communities keeps
-    growing; the margin prefers the fewer, larger clusters among near-ties. The silhouette is computed on a
-    fixed random subsample of at most ``max_cells`` cells, so the cost stays O(max_cells^2) whatever n. All
-    resolutions run on one kNN graph of ``z`` (``graph``, from :func:`embedding_graph`, built here when not
-    given). Returns the chosen resolution, its labels and the whole scan.
+    ``"silhouette"``: the coarsest partition whose silhouette is within ``margin`` of the highest. Silhouettes
+    of neighbouring resolutions are often nearly equal while the number of communities keeps growing; the
+    margin prefers the fewer, larger clusters among near-ties. ``"silhouette_max"``: the highest silhouette.
+    ``"stability"``: the finest partition whose reproducibility over Leiden seeds (:func:`seed_stability`) is
+    within ``margin`` of the most reproducible one: communities that every seed finds again are structure of
+    the data, a split that moves from seed to seed is not.
+
+    The silhouette is computed on a fixed random subsample of at most ``max_cells`` cells, so the cost stays
+    O(max_cells^2) whatever n. All resolutions run on one kNN graph of ``z`` (``graph``, from
+    :func:`embedding_graph`, built here when not given). Returns the chosen resolution, its labels and the
+    whole scan.
     """
+    if rule not in K_RULES:
+        raise ValueError(f"rule must be one of {K_RULES}, got {rule!r}.")
     sub = _subsample(z.shape[0], max_cells, random_state)
     if graph is None:
         graph = embedding_graph(z, metric=metric, random_state=random_state)
     scan, parts = [], []
     for res in sorted(grid):
         labels = leiden_on_embedding(resolution=res, graph=graph, random_state=random_state)
-        sil = _silhouette(z[sub], labels[sub], metric)
-        scan.append({"resolution": res, "n_clusters": int(labels.max()) + 1, "silhouette": sil})
+        entry = {"resolution": res, "n_clusters": int(labels.max()) + 1, "silhouette": _silhouette(z[sub], labels[sub], metric)}
+        if rule == "stability":
+            entry["stability"] = seed_stability(graph, res, labels, random_state=random_state) if entry["n_clusters"] > 1 else -1.0
+        scan.append(entry)
         parts.append(labels)
-    best = max(s["silhouette"] for s in scan)
-    i = next(i for i, s in enumerate(scan) if s["silhouette"] >= best - margin)
+    score = "stability" if rule == "stability" else "silhouette"
+    best = max(s[score] for s in scan)
+    near = [i for i, s in enumerate(scan) if s[score] >= best - (0.0 if rule == "silhouette_max" else margin)]
+    i = near[-1] if rule == "stability" else near[0]
     return scan[i]["resolution"], parts[i], scan
 
 
