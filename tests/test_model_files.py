@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_values
 
 import scfuse
 from scfuse._utils._serialize import decode, encode
@@ -155,24 +156,6 @@ def test_encode_decode_exact():
         encode(np.array([None, 1], dtype=object), {})
 
 
-def _assert_same(a, b, path="state"):
-    """Equal values and equal types, recursively (arrays: dtype, shape and values; NaN equals NaN)."""
-    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
-    if isinstance(a, dict):
-        assert list(a) == list(b), path
-        for k in a:
-            _assert_same(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, path
-        np.testing.assert_array_equal(a, b, err_msg=path)
-    else:
-        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
-
-
 @pytest.mark.parametrize("method", ["attentionae", "scasdc", "scdefer", "scamac", "sccagn"])
 def test_roundtrip_every_method(method, tmp_path):
     """A reloaded model holds exactly the saved state and gives the same labels, memberships and embedding, on
@@ -184,9 +167,9 @@ def test_roundtrip_every_method(method, tmp_path):
     kept = ("hparams", "history", "extras", "train_params", "centers", "label_order", "n_clusters")
     kept += ("n_clusters_estimated", "converged", "n_clusters_requested", "resolution", "random_state")
     for name in kept:
-        _assert_same(getattr(back, name), getattr(model, name), name)
-    _assert_same(back.preprocessor.state(), model.preprocessor.state(), "preprocessor")
-    _assert_same(back._module_config(), model._module_config(), "module_config")
+        assert_same_values(getattr(back, name), getattr(model, name), name)
+    assert_same_values(back.preprocessor.state(), model.preprocessor.state(), "preprocessor")
+    assert_same_values(back._module_config(), model._module_config(), "module_config")
     weights = back.module.state_dict()
     assert weights.keys() == model.module.state_dict().keys()
     for k, v in model.module.state_dict().items():
