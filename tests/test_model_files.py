@@ -108,7 +108,8 @@ def test_format_version_checked(saved, tmp_path):
     meta = json.loads((d / "model.json").read_text())
     meta["format_version"] = 99
     (d / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=rf"format 99 \(written by scfuse {scfuse.__version__}\).*format {MODEL_FORMAT_VERSION}"):
+    match = rf"format 99 \(written by scfuse {scfuse.__version__}\).*format {MODEL_FORMAT_VERSION}"
+    with pytest.raises(ValueError, match=match):
         FusionModel.load(d)
 
 
