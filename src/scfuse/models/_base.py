@@ -432,7 +432,7 @@ class FusionModel:
 
         ``weights.pt`` holds the module's state dict (tensors only, read with ``torch.load(weights_only=True)``);
         ``model.json`` the class, arguments, fitted preprocessing, genes, history, extras, the scfuse version and
-        the file format version (:data:`MODEL_FORMAT_VERSION`); ``arrays.npz`` the NumPy arrays among them (read
+        the file format version (``MODEL_FORMAT_VERSION``, 2); ``arrays.npz`` the NumPy arrays among them (read
         with ``allow_pickle=False``).
 
         Parameters
