@@ -490,17 +490,17 @@ class FusionModel:
     def load(
         cls, dir_path: str | os.PathLike, adata: AnnData | None = None, *, accelerator: str = "cpu", devices="auto"
     ) -> FusionModel:
-        """Load a model written by :meth:`save`; nothing in the files can run code.
+        """Load a model written by ``save``; nothing in the files can run code.
 
         Parameters
         ----------
         dir_path
-            Folder written by :meth:`save`.
+            Folder written by ``save``.
         adata
             Becomes the model's data (same genes as in training, its own cell graph); may be omitted, then
             ``predict`` and ``get_latent_representation`` need ``adata``.
         accelerator, devices
-            Where the module runs (see :meth:`train`).
+            Where the module runs (as in ``train``).
 
         Returns
         -------
