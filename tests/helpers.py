@@ -16,31 +16,50 @@ FAST = {"pretrain_epochs": 3, "max_epochs": 2, "progress_bar": False}
 
 
 def snapshot(adata) -> dict:
-    """Everything a failed call must leave unchanged."""
-    import scipy.sparse as sp
-
-    def dense(m):
-        return m.toarray() if sp.issparse(m) else np.asarray(m)
+    """Deep copies of everything a failed call must leave unchanged: ``X``, ``layers``, ``obs``, ``var``, ``obsm``,
+    ``obsp`` and ``uns``."""
+    import copy
 
     return {
-        "X": dense(adata.X).copy(),
-        "layers": {k: dense(v).copy() for k, v in adata.layers.items()},
-        "obs": adata.obs.copy(),
-        "var": adata.var.copy(),
-        "obsm": set(adata.obsm.keys()),
-        "obsp": set(adata.obsp.keys()),
-        "uns": set(adata.uns.keys()),
+        name: copy.deepcopy(getattr(adata, name) if name in ("X", "obs", "var") else dict(getattr(adata, name)))
+        for name in ("X", "layers", "obs", "var", "obsm", "obsp", "uns")
     }
 
 
+def assert_same_values(a, b, path: str = "value") -> None:
+    """``a`` and ``b`` are equal in type and value, recursively: dict keys in the same order, arrays (dense or
+    sparse) in dtype, shape and values, data frames by :func:`pandas.testing.assert_frame_equal`; NaN equals NaN."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, pd.DataFrame | pd.Series):
+        assert_equal = pd.testing.assert_frame_equal if isinstance(a, pd.DataFrame) else pd.testing.assert_series_equal
+        assert_equal(a, b, check_exact=True, obj=path)
+    elif sp.issparse(a):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        np.testing.assert_array_equal(a.toarray(), b.toarray(), err_msg=path)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), f"{path}: keys {list(a)} != {list(b)}"
+        for k in a:
+            assert_same_values(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_values(x, y, f"{path}[{i}]")
+    else:
+        assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
+
+
 def assert_unchanged(adata, snap) -> None:
+    """``adata`` holds the same ``X``, ``layers``, ``obs``, ``var``, ``obsm``, ``obsp`` and ``uns`` values as
+    when ``snap`` was taken."""
     now = snapshot(adata)
-    np.testing.assert_array_equal(now["X"], snap["X"])
-    assert now["layers"].keys() == snap["layers"].keys()
-    for k in snap["layers"]:
-        np.testing.assert_array_equal(now["layers"][k], snap["layers"][k])
-    assert list(now["obs"].columns) == list(snap["obs"].columns)
-    assert now["obsm"] == snap["obsm"] and now["obsp"] == snap["obsp"] and now["uns"] == snap["uns"]
+    for name in snap:
+        assert_same_values(now[name], snap[name], name)
 
 
 def data_dir() -> Path:

@@ -260,3 +260,47 @@ def test_interrupt_leaves_adata_unchanged(sim, monkeypatch):
 
     monkeypatch.setattr(AttentionAE, "_cluster_loss", interrupted)
     _expect_error(sim, KeyboardInterrupt, None)
+
+
+# ---------------------------------------------------------------- all-or-nothing writes
+class _FailingUns(dict):
+    """An ``adata.uns`` whose writes fail: the last field written by ``write_results``."""
+
+    def __setitem__(self, key, value):
+        raise RuntimeError("uns write failed")
+
+
+@pytest.mark.parametrize("key", ["attentionae", "fresh"])
+def test_failed_write_leaves_adata_as_before(clustered_base, key):
+    """A failure at the last field (uns) rolls back the fields already written: replaced values come back
+    ("attentionae", written by an earlier run) and new keys are removed ("fresh")."""
+    from scfuse.tl._cluster import write_results
+
+    adata, model = clustered_base[0].copy(), clustered_base[1]
+    model._results = dict(model._outputs(None), latent=model._outputs(None)["latent"] + 1.0)  # new values
+    adata.uns = _FailingUns(adata.uns)
+    adata.layers[f"{key}_reconstruction"] = np.zeros(adata.shape, dtype=np.float32)
+    snap = snapshot(adata)
+    try:
+        model.extra_layers = {"reconstruction": np.ones(adata.shape, dtype=np.float32)}
+        with pytest.raises(RuntimeError, match="uns write failed"):
+            write_results(adata, model, key, {"method": "attentionae"})
+    finally:
+        del model.extra_layers
+        model._results = None
+    assert_unchanged(adata, snap)
+
+
+def test_backed_adata_refused_before_training(sim, tmp_path, monkeypatch):
+    import anndata as ad
+
+    from scfuse.models import FusionModel
+
+    sim.write_h5ad(tmp_path / "sim.h5ad")
+    backed = ad.read_h5ad(tmp_path / "sim.h5ad", backed="r")
+    monkeypatch.setattr(FusionModel, "train", lambda *a, **k: pytest.fail("training started"))
+    try:
+        with pytest.raises(ValueError, match=r"backed.*adata\.to_memory\(\)"):
+            scfuse.tl.cluster(backed, **FAST)
+    finally:
+        backed.file.close()

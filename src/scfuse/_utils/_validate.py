@@ -22,13 +22,19 @@ class TrainingError(RuntimeError):
     """Training produced a non-finite loss or was otherwise unable to continue."""
 
 
-def check_adata(adata) -> None:
+def check_adata(adata, *, writable: bool = False) -> None:
+    """An AnnData with cells and genes; ``writable``: also in memory (not backed), since results are written."""
     from anndata import AnnData
 
     if not isinstance(adata, AnnData):
         raise TypeError(f"Expected an AnnData object, got {type(adata).__name__}.")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"adata is empty ({adata.n_obs} cells x {adata.n_vars} genes).")
+    if writable and adata.isbacked:
+        raise ValueError(
+            f"adata is backed by {adata.filename} (read with backed='r'), and scfuse writes its results into "
+            "adata. Load it into memory first: adata = adata.to_memory()."
+        )
 
 
 def _values(mat) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""scAMAC: a multi-scale autoencoder fused by multi-scale attention, clustered by adaptive fuzzy k-means (Wang et al.)."""
+"""scAMAC: a multi-scale autoencoder fused by multi-scale attention, clustered by adaptive fuzzy k-means."""
 
 from __future__ import annotations
 

@@ -57,8 +57,40 @@ def _h5ad_safe(value: Any) -> Any:
     return value
 
 
+def assign_fields(adata: AnnData, fields: dict[str, dict[str, Any]]) -> None:
+    """Assign ``{"obs"|"obsm"|"layers"|"uns": {key: value}}`` to ``adata``, all or nothing.
+
+    The values are built by the caller before this runs. If an assignment fails, the keys assigned so far get
+    their previous values back and new keys are removed, then the error is raised: ``adata`` is as before.
+    """
+    done: list[tuple[Any, str, bool, Any]] = []  # (mapping, key, existed, previous value)
+    try:
+        for attr, items in fields.items():
+            mapping = getattr(adata, attr)
+            for k, value in items.items():
+                existed = k in mapping
+                previous = mapping[k] if existed else None
+                mapping[k] = value
+                done.append((mapping, k, existed, previous))
+    except BaseException:
+        for mapping, k, existed, previous in reversed(done):
+            if existed:
+                mapping[k] = previous
+            elif k in mapping:
+                del mapping[k]
+        raise
+
+
+def _labels(labels: np.ndarray, k: int) -> pd.Categorical:
+    return pd.Categorical([str(v) for v in labels], categories=[str(i) for i in range(k)])
+
+
 def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str, Any]) -> None:
-    """Write labels, embedding, soft assignments and the run record of a trained model into ``adata``."""
+    """Write labels, embedding, soft assignments and the run record of a trained model into ``adata``.
+
+    Every field is built first, then all are assigned by :func:`assign_fields`: a failure leaves ``adata`` as it
+    was.
+    """
     out = model._outputs(None)
     labels, proba = out["labels"], out["proba"]
     keys = ClusterKeys(key)
@@ -70,15 +102,17 @@ def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str
     }
     if model.extras:
         record["extras"] = _h5ad_safe(model.extras)
-    adata.obs[keys.labels] = pd.Categorical(
-        [str(v) for v in labels], categories=[str(i) for i in range(proba.shape[1])]
-    )
-    adata.obsm[keys.embedding] = np.asarray(out["latent"], dtype=np.float32)
-    adata.obsm[keys.proba] = np.asarray(proba, dtype=np.float32)
-    # optional cells x genes outputs a model exposes on request (e.g. scamac's reconstruction)
-    for name, layer in (getattr(model, "extra_layers", None) or {}).items():
-        adata.layers[f"{key}_{name}"] = layer
-    adata.uns[keys.uns] = record
+    fields = {
+        "obs": {keys.labels: _labels(labels, proba.shape[1])},
+        "obsm": {
+            keys.embedding: np.asarray(out["latent"], dtype=np.float32),
+            keys.proba: np.asarray(proba, dtype=np.float32),
+        },
+        # optional cells x genes outputs a model exposes on request (e.g. scamac's reconstruction)
+        "layers": {f"{key}_{name}": layer for name, layer in (getattr(model, "extra_layers", None) or {}).items()},
+        "uns": {keys.uns: record},
+    }
+    assign_fields(adata, fields)
 
 
 def cluster(
@@ -208,7 +242,7 @@ def cluster(
     from ..models import get_model_class
 
     start = logg.info(f"clustering with {method!r}")
-    check_adata(adata)
+    check_adata(adata, writable=True)
     klass = get_model_class(method)
     key = method if key_added is None else key_added
     if not isinstance(key, str) or not key:
@@ -304,14 +338,19 @@ def transfer(
     >>> scfuse.pp.build_graph(query)
     >>> scfuse.tl.transfer(query, model)
     """
-    check_adata(adata)
+    check_adata(adata, writable=True)
     key = model.method_name if key_added is None else key_added
     out = model._outputs(adata)
     k = out["proba"].shape[1]
     target = adata.copy() if copy else adata
     keys = ClusterKeys(key)
-    target.obs[keys.labels] = pd.Categorical([str(v) for v in out["labels"]], categories=[str(i) for i in range(k)])
-    target.obsm[keys.embedding] = np.asarray(out["latent"], dtype=np.float32)
-    target.obsm[keys.proba] = np.asarray(out["proba"], dtype=np.float32)
-    target.uns[keys.uns] = {"params": {"method": model.method_name, "transferred": True, "n_clusters": int(k)}}
+    fields = {
+        "obs": {keys.labels: _labels(out["labels"], k)},
+        "obsm": {
+            keys.embedding: np.asarray(out["latent"], dtype=np.float32),
+            keys.proba: np.asarray(out["proba"], dtype=np.float32),
+        },
+        "uns": {keys.uns: {"params": {"method": model.method_name, "transferred": True, "n_clusters": int(k)}}},
+    }
+    assign_fields(target, fields)
     return target if copy else None
