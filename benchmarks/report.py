@@ -36,7 +36,8 @@ def main(paths: list[str]) -> None:
     )
     out += ["", "### Mean over datasets and seeds", "", overall.round(3).to_markdown(index=False)]
     worst = per.pivot_table(index="dataset", columns=["method", "k_mode"], values="ARI").round(3)
-    worst.columns = [f"{m} ({'est. k' if mode == 'estimated' else 'true k'})" for m, mode in worst.columns]
+    mode_names = {"estimated": "est. k", "true_k": "true k", "reads_labels": "reads labels: upper bound"}
+    worst.columns = [f"{m} ({mode_names.get(mode, mode)})" for m, mode in worst.columns]
     out += ["", "### ARI per dataset, side by side", "", worst.to_markdown()]
     sys.stdout.write("\n".join(out) + "\n")
 
