@@ -138,7 +138,7 @@ class FusionModel:
     default_cluster_steps: ClassVar[int] = 200
     default_cluster_epoch_range: ClassVar[tuple[int, int]] = (5, 50)
     default_batch_size: ClassVar[int] = 256
-    #: the largest mini-batch: a larger ``batch_size`` is capped (a batch of all cells would make attention and
+    #: largest mini-batch; a larger ``batch_size`` is capped (a batch of all cells would make attention and
     #: in-batch similarities n x n)
     max_batch_size: ClassVar[int] = 2048
     #: above this many cells the default epochs are not raised to the lower end of ``*_epoch_range``: the
@@ -341,7 +341,7 @@ class FusionModel:
     @classmethod
     def default_epochs(cls, n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]) -> int:
         """Epochs giving about ``steps`` mini-batch steps on ``n`` cells, clipped to ``epoch_range``; above
-        :attr:`fixed_budget_cells` cells only the upper end applies (at least one epoch)."""
+        ``fixed_budget_cells`` cells only the upper end applies (at least one epoch)."""
         per_epoch = max(1, int(np.ceil(n / batch_size)))
         lo, hi = epoch_range
         if n > cls.fixed_budget_cells:
