@@ -78,13 +78,64 @@ def test_accelerator_resolution():
             resolve_device("gpu")
 
 
-def test_default_epochs_scale_with_cells():
-    small = FusionModel.default_epochs(800, 256, 300, (10, 200))
-    mid = FusionModel.default_epochs(5_000, 256, 300, (10, 200))
-    large = FusionModel.default_epochs(50_000, 256, 300, (10, 200))
-    huge = FusionModel.default_epochs(1_000_000, 256, 300, (10, 200))
-    assert (small, mid, large, huge) == (75, 15, 2, 1)
-    assert FusionModel.default_epochs(9_000, 256, 100, (6, 40)) == 6  # at most fixed_budget_cells: as before
+def test_default_schedule_has_a_fixed_step_budget_at_scale():
+    sched = FusionModel.default_schedule
+    assert sched(800, 256, 300, (10, 200)) == (75, None)  # small data: whole epochs, more of them
+    assert sched(5_000, 256, 300, (10, 200)) == (15, None)
+    assert sched(9_000, 256, 100, (6, 40)) == (6, None)  # up to fixed_budget_cells: the lower clip applies
+    assert sched(50_000, 256, 300, (10, 200)) == (10, 30)  # above: 300 steps whatever n
+    assert sched(1_000_000, 256, 300, (10, 200)) == (10, 30)
+    assert sched(20_000, 256, 900, (10, 200)) == (12, None)  # short epochs stay whole
+
+
+def test_large_default_fit_runs_the_step_budget():
+    """Above fixed_budget_cells the default schedule runs steps_per_epoch mini-batches per epoch."""
+    from scfuse.models import AttentionAE
+
+    adata = scfuse.datasets.simulate(3000, 60, 3, random_state=4)
+    scfuse.pp.build_graph(adata, n_neighbors=10)
+
+    class Small(AttentionAE):
+        fixed_budget_cells = 1000
+        default_pretrain_steps = 6
+        default_pretrain_epoch_range = (2, 5)
+        default_cluster_steps = 4
+        default_cluster_epoch_range = (2, 5)
+        default_hparams = {**AttentionAE.default_hparams, "min_cluster_epochs": 1}
+
+    steps = []
+    model = Small(adata, n_clusters=3)
+    real = model.data.batch
+    model.data.batch = lambda idx, device: steps.append(len(idx)) or real(idx, device)
+    model.train(batch_size=100, progress_bar=False)
+    assert model.train_params["pretrain_epochs"] == 2
+    assert model.train_params["steps_per_epoch"] == {"pretrain": 3, "cluster": 2}
+    n_cluster_epochs = model.train_params["cluster_epochs_trained"]
+    trained_cluster_epochs = n_cluster_epochs - int(model.converged)
+    assert len(steps) == 2 * 3 + 2 * trained_cluster_epochs
+
+
+@pytest.mark.parametrize("method", ["attentionae", "scasdc", "scdefer", "scamac", "sccagn"])
+def test_no_dense_cells_by_genes(method, monkeypatch):
+    """Counts stay sparse; training densifies a mini-batch and inference a chunk of rows at a time, and no tensor
+    of all cells x model genes (input, counts or reconstruction) is made."""
+    from helpers import dense_shapes
+
+    from scfuse.models._data import Preprocessor
+
+    n, g = 1600, 120  # (not a hidden width of any module)
+    adata = scfuse.datasets.simulate(n, g, 3, random_state=5)
+    scfuse.pp.build_graph(adata, n_neighbors=10)
+    monkeypatch.setattr(FusionModel, "inference_chunk_size", 400)
+    rows = []
+    real = Preprocessor.dense_input
+    monkeypatch.setattr(Preprocessor, "dense_input", lambda self, m: rows.append(m.shape) or real(self, m))
+    run = dict(n_clusters=3, pretrain_epochs=1, max_epochs=1, progress_bar=False, batch_size=300)
+    shapes = dense_shapes(lambda: scfuse.tl.cluster(adata, method, **run))
+    assert rows and max(r[0] for r in rows) <= 400, max(rows)
+    n_genes = rows[0][1]
+    assert not [s for s in shapes if len(s) == 2 and s[0] == n and s[1] == n_genes], "a cells x genes tensor was made"
+    assert any(s and s[0] == n for s in shapes), "no full-data pass was recorded"
 
 
 def test_batch_size_capped():

@@ -75,3 +75,21 @@ def test_build_graph_normalised_input_is_not_changed(sim):
     before = sim.X.copy()
     scfuse.pp.build_graph(sim, layer=None)  # uses layers["counts"]
     assert (sim.X != before).nnz == 0
+
+
+def test_chunked_pca_matches_dense(monkeypatch):
+    """Above DENSE_PCA_MAX_CELLS the PCA is accumulated over chunks of cells; it spans the same subspace."""
+    import scipy.sparse as sp
+
+    from scfuse._utils import _matrix
+
+    rng = np.random.default_rng(0)
+    mat = sp.random(900, 60, density=0.2, format="csr", dtype=np.float32, random_state=rng) * 5
+    dense = _matrix.zscore_pca(mat, 8)
+    monkeypatch.setattr(_matrix, "DENSE_PCA_MAX_CELLS", 100)
+    monkeypatch.setattr(_matrix, "PCA_CHUNK_CELLS", 250)
+    chunked = _matrix.zscore_pca(mat, 8)
+    assert chunked.shape == dense.shape == (900, 8) and chunked.dtype == np.float32
+    # same components up to sign
+    corr = np.abs([np.corrcoef(dense[:, j], chunked[:, j])[0, 1] for j in range(8)])
+    assert corr.min() > 0.999, corr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy as _copy
+import itertools
 import json
 import os
 import pickle
@@ -145,6 +146,8 @@ class FusionModel:
     #: schedule is about ``*_steps`` optimiser steps (at least one epoch), so training time stops growing with n
     #: once one epoch holds more steps than that
     fixed_budget_cells: ClassVar[int] = 10_000
+    #: cells per chunk of the no-grad inference pass (the only dense ``cells x genes`` block it makes)
+    inference_chunk_size: ClassVar[int] = 4096
     default_learning_rate: ClassVar[float] = 1e-3
     #: the torch module of the method, built with ``n_input``, ``n_clusters`` and the hyper-parameters named in
     #: ``module_hparams`` (list values become tuples)
@@ -209,6 +212,12 @@ class FusionModel:
         self.device = torch.device("cpu")
         self._results: dict[str, np.ndarray] | None = None
 
+    def _phase_batches(self, batch_size: int, phase: str):
+        """Index arrays of one epoch of ``phase`` (``"pretrain"`` or ``"cluster"``): graph-local mini-batches,
+        at most the phase's steps per epoch of the default schedule (:meth:`default_schedule`)."""
+        gen = self.data.epoch_batches(batch_size, self.rng, neighbors_per_seed=self.hparams.get("neighbors_per_seed", 3))
+        return itertools.islice(gen, self._epoch_steps.get(phase))
+
     @staticmethod
     def _check_resolution(resolution: float | str) -> float | None:
         """A positive number, or ``None`` for ``"scan"``."""
@@ -220,13 +229,19 @@ class FusionModel:
 
     # ------------------------------------------------------------------ data
     def _make_data(self, counts, graph) -> CellData:
-        x, raw, sf = self.preprocessor.transform(counts)
+        logx, raw, sf = self.preprocessor.transform(counts)
         if graph is None:
             import scipy.sparse as sp
 
-            graph = sp.csr_matrix((x.shape[0], x.shape[0]), dtype=np.float32)
+            graph = sp.csr_matrix((logx.shape[0], logx.shape[0]), dtype=np.float32)
         return CellData(
-            x, raw if self.uses_counts else None, sf if self.uses_counts else None, graph, adjacency=self.adjacency
+            logx,
+            raw if self.uses_counts else None,
+            sf if self.uses_counts else None,
+            graph,
+            to_input=self.preprocessor.dense_input,
+            adjacency=self.adjacency,
+            chunk_size=self.inference_chunk_size,
         )
 
     def _data_for(self, adata: AnnData | None) -> CellData:
@@ -290,16 +305,19 @@ class FusionModel:
         if batch_size > self.max_batch_size:
             logg.warning(f"batch_size={batch_size} is capped to {self.max_batch_size} cells per mini-batch.")
             batch_size = self.max_batch_size
-        max_epochs = (
-            self.default_epochs(n, batch_size, self.default_cluster_steps, self.default_cluster_epoch_range)
-            if max_epochs is None
-            else check_positive_int(max_epochs, "max_epochs", minimum=0)
-        )
-        pretrain_epochs = (
-            self.default_epochs(n, batch_size, self.default_pretrain_steps, self.default_pretrain_epoch_range)
-            if pretrain_epochs is None
-            else check_positive_int(pretrain_epochs, "pretrain_epochs", minimum=0)
-        )
+        self._epoch_steps = {}
+        if max_epochs is None:
+            max_epochs, self._epoch_steps["cluster"] = self.default_schedule(
+                n, batch_size, self.default_cluster_steps, self.default_cluster_epoch_range
+            )
+        else:
+            max_epochs = check_positive_int(max_epochs, "max_epochs", minimum=0)
+        if pretrain_epochs is None:
+            pretrain_epochs, self._epoch_steps["pretrain"] = self.default_schedule(
+                n, batch_size, self.default_pretrain_steps, self.default_pretrain_epoch_range
+            )
+        else:
+            pretrain_epochs = check_positive_int(pretrain_epochs, "pretrain_epochs", minimum=0)
         learning_rate = self.default_learning_rate if learning_rate is None else float(learning_rate)
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
@@ -309,6 +327,7 @@ class FusionModel:
             "max_epochs": max_epochs,
             "pretrain_epochs": pretrain_epochs,
             "batch_size": batch_size,
+            "steps_per_epoch": {k: v for k, v in self._epoch_steps.items() if v is not None},
             "learning_rate": learning_rate,
             "tol": tol,
             "device": str(self.device),
@@ -339,14 +358,23 @@ class FusionModel:
         return self
 
     @classmethod
-    def default_epochs(cls, n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]) -> int:
-        """Epochs giving about ``steps`` mini-batch steps on ``n`` cells, clipped to ``epoch_range``; above
-        ``fixed_budget_cells`` cells only the upper end applies (at least one epoch)."""
+    def default_schedule(
+        cls, n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]
+    ) -> tuple[int, int | None]:
+        """``(epochs, steps per epoch)`` of a phase's default schedule on ``n`` cells (``None``: whole epochs).
+
+        Up to ``fixed_budget_cells`` cells: whole epochs, about ``steps`` mini-batch steps in all, clipped to
+        ``epoch_range``. Above it the budget is ``steps`` whatever ``n``: whole epochs while one epoch is short
+        enough, else the lower end of ``epoch_range`` epochs of ``ceil(steps / lower end)`` mini-batches each
+        (so training time stops growing with ``n`` and each cell is seen about ``steps * batch_size / n`` times).
+        """
         per_epoch = max(1, int(np.ceil(n / batch_size)))
         lo, hi = epoch_range
-        if n > cls.fixed_budget_cells:
-            lo = 1
-        return int(min(hi, max(lo, int(np.ceil(steps / per_epoch)))))
+        epochs = int(min(hi, max(lo, int(np.ceil(steps / per_epoch)))))
+        if n <= cls.fixed_budget_cells or per_epoch * lo <= steps:
+            return epochs, None
+        return lo, int(np.ceil(steps / lo))
+
 
     def _fit(self, **kwargs) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

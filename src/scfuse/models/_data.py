@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from .._utils._graph import binary_adjacency, neighbor_table, normalize_adjacency, to_torch_sparse
+from .._utils._matrix import column_mean_var
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -53,20 +55,19 @@ class Preprocessor:
             sel = np.flatnonzero(hv["highly_variable"].to_numpy())
             keep, logx = keep[sel], logx[:, sel]
         self.genes = keep
-        dense = logx.toarray()
         if self.input_transform == "zscore":
-            self.center = dense.mean(axis=0)
-            sd = dense.std(axis=0)
+            mean, var = column_mean_var(logx)
+            sd = np.sqrt(var)
             sd[sd == 0] = 1.0
-            self.scale = sd
+            self.center, self.scale = mean.astype(np.float32), sd.astype(np.float32)
         elif self.input_transform == "minmax_l2":
-            self.center = dense.min(axis=0)
-            rng_ = dense.max(axis=0) - self.center
-            rng_[rng_ == 0] = 1.0
-            self.scale = rng_
+            lo = logx.min(axis=0).toarray().ravel()
+            span = logx.max(axis=0).toarray().ravel() - lo
+            span[span == 0] = 1.0
+            self.center, self.scale = lo.astype(np.float32), span.astype(np.float32)
         elif self.input_transform == "log":
-            self.center = np.zeros(dense.shape[1])
-            self.scale = np.ones(dense.shape[1])
+            self.center = np.zeros(keep.size, dtype=np.float32)
+            self.scale = np.ones(keep.size, dtype=np.float32)
         else:
             raise ValueError(f"Unknown input_transform {self.input_transform!r}.")
 
@@ -76,17 +77,22 @@ class Preprocessor:
         out.data = np.log1p(out.data)
         return out
 
-    def transform(self, counts: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(model input, raw counts of the model genes, size factors)``, dense float32."""
+    def transform(self, counts: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+        """``(log-normalised model genes, raw counts of the model genes, size factors)``; both matrices CSR float32.
+
+        The model input is ``dense_input`` of rows of the first: only a mini-batch or an inference chunk is ever
+        dense."""
         lib = np.asarray(counts.sum(axis=1)).ravel()
-        sub = counts[:, self.genes]
-        x = self._log_normalize(sub, lib).toarray()
-        x = ((x - self.center) / self.scale).astype(np.float32)
-        if self.input_transform == "minmax_l2":
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            x = x / np.maximum(norms, 1e-12)
+        sub = sp.csr_matrix(counts[:, self.genes], dtype=np.float32)
         size_factors = (lib / self.target_sum).astype(np.float32)
-        return x.astype(np.float32), sub.toarray().astype(np.float32), size_factors
+        return self._log_normalize(sub, lib), sub, size_factors
+
+    def dense_input(self, logx_rows: sp.csr_matrix) -> np.ndarray:
+        """The model input of some cells (rows of the first matrix of :meth:`transform`), dense float32."""
+        x = (logx_rows.toarray() - self.center) / self.scale
+        if self.input_transform == "minmax_l2":
+            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x.astype(np.float32, copy=False)
 
     def state(self) -> dict:
         return {
@@ -134,6 +140,39 @@ def get_graph(adata: AnnData, neighbors_key: str | None, obsp: str | None = None
     return conn
 
 
+class ChunkedInput:
+    """The model input of all cells of a :class:`CellData`, made dense one chunk of rows at a time.
+
+    It stands in for the ``cells x genes`` input tensor in no-grad inference and supports what a first layer does
+    with its input: ``torch.nn.functional.linear(x, W, b)`` (so ``nn.Linear``) and ``x @ W`` (so
+    :class:`~scfuse.nn.GraphConv` and :class:`~scfuse.nn.TAGConv`). The result, ``cells x width``, is an ordinary
+    tensor. Anything else raises a ``TypeError`` instead of silently densifying all cells.
+    """
+
+    def __init__(self, data: CellData, device: torch.device) -> None:
+        self.data = data
+        self.device = device
+        self.shape = (data.n, data.n_features)
+
+    def map_rows(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` applied to each dense chunk of rows, concatenated."""
+        parts = [fn(torch.from_numpy(self.data.input_rows(c)).to(self.device)) for c in self.data.chunks()]
+        return torch.cat(parts, dim=0)
+
+    def __matmul__(self, other: torch.Tensor) -> torch.Tensor:
+        return self.map_rows(lambda xb: xb @ other)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear and isinstance(args[0], ChunkedInput):
+            return args[0].map_rows(lambda xb: func(xb, *args[1:], **kwargs))
+        raise TypeError(
+            f"{getattr(func, '__name__', func)} is not supported on the chunked model input; a module's inference "
+            "pass may only feed its input through linear layers (nn.Linear, GraphConv, TAGConv)."
+        )
+
+
 @dataclass
 class GraphView:
     """The graph a forward pass sees: a sparse normalised adjacency plus the attention neighbourhood.
@@ -165,22 +204,31 @@ class Batch:
 
 
 class CellData:
-    """Tensors of one dataset and a sampler of graph-local mini-batches."""
+    """The training data of one model: sparse inputs and counts, the graph, and samplers of mini-batches.
+
+    ``logx`` (log-normalised model genes) and ``counts`` stay CSR; ``to_input`` turns rows of ``logx`` into the
+    dense model input (:meth:`Preprocessor.dense_input`), so only a mini-batch or an inference chunk of cells is
+    ever dense.
+    """
 
     def __init__(
         self,
-        x: np.ndarray,
-        counts: np.ndarray | None,
+        logx: sp.csr_matrix,
+        counts: sp.csr_matrix | None,
         size_factors: np.ndarray | None,
         graph: sp.csr_matrix,
         *,
+        to_input: Callable[[sp.csr_matrix], np.ndarray],
         adjacency: str = "sym",
         max_attention_neighbors: int = 30,
+        chunk_size: int = 4096,
     ) -> None:
-        self.x = x
-        self.counts = counts
+        self.logx = sp.csr_matrix(logx, dtype=np.float32)
+        self.counts = None if counts is None else sp.csr_matrix(counts, dtype=np.float32)
         self.size_factors = size_factors
-        self.n = x.shape[0]
+        self.to_input = to_input
+        self.n, self.n_features = self.logx.shape
+        self.chunk_size = chunk_size
         self.weights = sp.csr_matrix(graph, dtype=np.float32)
         self.weights.setdiag(0)
         self.weights.eliminate_zeros()
@@ -189,6 +237,18 @@ class CellData:
         self.adjacency = adjacency
         self.max_attention_neighbors = max_attention_neighbors
         self._full_view: dict = {}
+
+    def input_rows(self, index) -> np.ndarray:
+        """The dense model input of the cells ``index`` (an index array or a slice)."""
+        return self.to_input(self.logx[index])
+
+    def count_rows(self, index) -> np.ndarray:
+        """The dense raw counts of the model genes of the cells ``index``."""
+        return self.counts[index].toarray()
+
+    def chunks(self) -> list[slice]:
+        """Row slices of at most ``chunk_size`` cells, covering all cells in order."""
+        return [slice(s, min(s + self.chunk_size, self.n)) for s in range(0, self.n, self.chunk_size)]
 
     def full_view(self, device: torch.device) -> GraphView:
         key = str(device)
@@ -208,23 +268,25 @@ class CellData:
         sub_b = self.binary[index][:, index]
         adj = to_torch_sparse(normalize_adjacency(sub_w, self.adjacency), device)
         # dense b x b mask of the batch subgraph (+ self): on CPU a masked batched matmul is ~10x faster than a
-        # gather of neighbour keys in the backward pass, and b is small
+        # gather of neighbour keys in the backward pass, and b is small (batch_size is capped)
         mask = torch.from_numpy((sub_b + sp.eye(len(index), dtype=np.float32)).toarray() > 0).to(device)
         view = GraphView(adj=adj, mask=mask)
         return Batch(
             index=index,
-            x=torch.from_numpy(self.x[index]).to(device),
-            counts=None if self.counts is None else torch.from_numpy(self.counts[index]).to(device),
+            x=torch.from_numpy(self.input_rows(index)).to(device),
+            counts=None if self.counts is None else torch.from_numpy(self.count_rows(index)).to(device),
             size_factors=None if self.size_factors is None else torch.from_numpy(self.size_factors[index]).to(device),
             graph=view,
             adj_binary=sp.csr_matrix(sub_b),
         )
 
     def full_batch(self, device: torch.device) -> Batch:
+        """All cells for a no-grad inference pass: ``x`` is a :class:`ChunkedInput` (no dense cells x genes
+        array) and ``counts`` is ``None``; the graph is the whole graph with a neighbour table for attention."""
         return Batch(
             index=np.arange(self.n),
-            x=torch.from_numpy(self.x).to(device),
-            counts=None if self.counts is None else torch.from_numpy(self.counts).to(device),
+            x=ChunkedInput(self, device),
+            counts=None,
             size_factors=None if self.size_factors is None else torch.from_numpy(self.size_factors).to(device),
             graph=self.full_view(device),
             adj_binary=self.binary,

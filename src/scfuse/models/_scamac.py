@@ -255,15 +255,16 @@ class ScAMAC(FusionModel):
         order = np.random.default_rng(self.random_state).permutation(n)
         return np.array_split(order, max(1, int(np.ceil(n / bs))))
 
-    def _epoch_batches(self, batch_size: int) -> list[np.ndarray]:
+    def _epoch_batches(self, batch_size: int, phase: str) -> list[np.ndarray]:
+        """Random (not graph-local) mini-batches, at most the phase's steps per epoch of the default schedule."""
         n = self.data.n
         perm = self.rng.permutation(n)
         if batch_size >= n:
             return [perm]
-        return np.array_split(perm, int(np.ceil(n / batch_size)))
+        return np.array_split(perm, int(np.ceil(n / batch_size)))[: self._epoch_steps.get(phase)]
 
     def _x(self, data: CellData, idx: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(data.x[idx]).to(self.device)
+        return torch.from_numpy(data.input_rows(idx)).to(self.device)
 
     @torch.no_grad()
     def _forward_all(self, data: CellData, *, reconstruction: bool = False) -> dict[str, torch.Tensor]:
@@ -271,7 +272,7 @@ class ScAMAC(FusionModel):
         self.module.eval()
         n = data.n
         z = torch.empty(n, self.module.centers.shape[1], device=self.device)
-        rec = torch.empty(n, data.x.shape[1], device=self.device) if reconstruction else None
+        rec = torch.empty(n, data.n_features, device=self.device) if reconstruction else None
         for idx in self._chunks(n):
             t = torch.from_numpy(idx).to(self.device)
             za, zb, zc, xr = self.module.autoencode(self._x(data, idx))
@@ -289,7 +290,7 @@ class ScAMAC(FusionModel):
         self.module.train()
         total, count = 0.0, 0
         w = self.hparams["feedback_weight"]
-        for idx in self._epoch_batches(batch_size):
+        for idx in self._epoch_batches(batch_size, "pretrain" if u is None else "cluster"):
             x = self._x(self.data, idx)
             za, zb, zc, xr = self.module.autoencode(x, noisy=True)
             loss = F.mse_loss(xr, x) + F.mse_loss(za, zc)
@@ -305,7 +306,7 @@ class ScAMAC(FusionModel):
         self.module.train()
         total, count = 0.0, 0
         centers = self.module.centers
-        for idx in self._epoch_batches(batch_size):
+        for idx in self._epoch_batches(batch_size, "cluster"):
             t = torch.from_numpy(idx).to(self.device)
             with torch.no_grad():
                 za, zb, zc, _ = self.module.autoencode(self._x(self.data, idx))

@@ -84,10 +84,13 @@ class ScASDCModule(ClusterCenters):
     def has_head(self) -> bool:
         return hasattr(self, "gcn_head")
 
-    def autoencode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def autoencode(self, x: torch.Tensor, *, decode: bool = True) -> dict[str, torch.Tensor]:
+        """Encoder layers and latent; with ``decode`` also the decoder layers and the reconstruction."""
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         z = self.z_layer(self.enc3(e2))
+        if not decode:
+            return {"e2": e2, "z": z}
         d1 = self.dec1(z)
         d3 = self.dec3(self.dec2(d1))
         return {"e2": e2, "z": z, "d1": d1, "d3": d3, "x_bar": self.x_bar(d3)}
@@ -265,7 +268,7 @@ class ScASDC(TwoStageModel):
     def _forward_all(self, data: CellData) -> dict[str, torch.Tensor]:
         m = self.module
         batch = data.full_batch(self.device)
-        ae = m.autoencode(batch.x)
+        ae = m.autoencode(batch.x, decode=False)
         out = {"latent": ae["z"]}
         if m.has_head and getattr(m, "centers", None) is not None:
             # the DEC target comes from Q on the autoencoder embedding; the labels from the GCN head

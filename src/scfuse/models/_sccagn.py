@@ -384,7 +384,7 @@ class ScCAGN(TwoStageModel):
         def epoch_fn(epoch: int) -> dict:
             self.module.train()
             return {
-                "loss": mean_loss(self._batches(batch_size), self._pretrain_loss, opt, clip=clip, phase="pretraining", epoch=epoch)
+                "loss": mean_loss(self._batches(batch_size, "pretrain"), self._pretrain_loss, opt, clip=clip, phase="pretraining", epoch=epoch)
             }
 
         Phase("Pretraining", pretrain_epochs, progress_bar=self.progress, history=history, prefix="pretrain").run(epoch_fn)

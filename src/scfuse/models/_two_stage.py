@@ -52,10 +52,9 @@ class TwoStageModel(FusionModel):
         return torch.optim.Adam(self._cluster_parameters(), lr=lr)
 
     # -- helpers
-    def _batches(self, batch_size: int):
-        data, device = self.data, self.device
-        for idx in data.epoch_batches(batch_size, self.rng, neighbors_per_seed=self.hparams["neighbors_per_seed"]):
-            yield data.batch(idx, device)
+    def _batches(self, batch_size: int, phase: str):
+        for idx in self._phase_batches(batch_size, phase):
+            yield self.data.batch(idx, self.device)
 
     def _pair_logits(self, batch: Batch, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inner-product graph decoder on sampled pairs of batch cells: ``(h_i . h_j, target)``.
@@ -90,7 +89,7 @@ class TwoStageModel(FusionModel):
             self.module.train()
             return {
                 "loss": mean_loss(
-                    self._batches(batch_size), self._pretrain_loss, opt, clip=clip, phase="pretraining", epoch=epoch
+                    self._batches(batch_size, "pretrain"), self._pretrain_loss, opt, clip=clip, phase="pretraining", epoch=epoch
                 )
             }
 
@@ -134,7 +133,7 @@ class TwoStageModel(FusionModel):
                 return {"delta_label": delta, "stop": True}
             self.module.train()
             loss = mean_loss(
-                self._batches(batch_size),
+                self._batches(batch_size, "cluster"),
                 lambda b: self._cluster_loss(b, p_all[torch.from_numpy(b.index).to(self.device)]),
                 opt2,
                 clip=clip,

@@ -8,6 +8,7 @@ from scanpy import logging as logg
 
 from .._keys import GraphKeys
 from .._utils._graph import binary_adjacency, gauss_weights, knn_search, knn_to_csr
+from .._utils._matrix import column_mean_var, zscore_pca
 from .._utils._random import resolve_seed
 from .._utils._validate import check_adata, check_finite, check_positive_int, looks_like_counts
 
@@ -41,27 +42,19 @@ def log_hvg_matrix(counts, n_top_genes: int | None) -> tuple[sp.csr_matrix, np.n
 def compute_representation(
     adata: AnnData, *, layer: str | None, n_top_genes: int, n_pcs: int, random_state: int
 ) -> np.ndarray:
-    """PCA of the z-scored log-normalised HVGs of ``layer`` (or of ``X``), computed on copies."""
-    from sklearn.decomposition import PCA
+    """PCA of the z-scored log-normalised HVGs of ``layer`` (or of ``X``), computed on copies; sparse input is
+    never densified as a whole above :data:`~scfuse._utils._matrix.DENSE_PCA_MAX_CELLS` cells."""
 
     mat = adata.X if layer is None else adata.layers[layer]
     check_finite(mat, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
     if looks_like_counts(mat, sample=200_000):
-        logx, _ = log_hvg_matrix(mat, n_top_genes)
-        dense = logx.toarray()
+        rep, _ = log_hvg_matrix(mat, n_top_genes)
     else:  # already normalised by the user: use as is, HVG by variance
-        dense = mat.toarray() if sp.issparse(mat) else np.array(mat, dtype=np.float32)
-        if n_top_genes < dense.shape[1]:
-            sel = np.argsort(-dense.var(axis=0))[:n_top_genes]
-            dense = dense[:, np.sort(sel)]
-    dense = np.asarray(dense, dtype=np.float32)  # float32 throughout: 50k x 2000 cells stays at 400 MB
-    dense -= dense.mean(axis=0)
-    sd = dense.std(axis=0)
-    sd[sd == 0] = 1.0
-    dense /= sd
-    np.clip(dense, -10, 10, out=dense)
-    n_comp = int(min(n_pcs, dense.shape[0] - 1, dense.shape[1]))
-    return PCA(n_components=n_comp, random_state=random_state, svd_solver="auto").fit_transform(dense).astype(np.float32)
+        rep = mat if sp.issparse(mat) else np.asarray(mat, dtype=np.float32)
+        if n_top_genes < rep.shape[1]:
+            sel = np.sort(np.argsort(-column_mean_var(rep)[1])[:n_top_genes])
+            rep = rep[:, sel]
+    return zscore_pca(rep, n_pcs, random_state=random_state)
 
 
 def build_graph(
