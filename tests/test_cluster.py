@@ -304,3 +304,31 @@ def test_backed_adata_refused_before_training(sim, tmp_path, monkeypatch):
             scfuse.tl.cluster(backed, **FAST)
     finally:
         backed.file.close()
+
+
+def test_mask_var_highly_variable_is_used(sim):
+    """The user's var["highly_variable"] genes are the model's genes when present; the genes used are written to
+    var; an explicit None lets the method pick; a missing named column is an error."""
+    adata = sim.copy()
+    hv = np.zeros(adata.n_vars, dtype=bool)
+    hv[::3] = True
+    adata.var["highly_variable"] = hv
+    scfuse.tl.cluster(adata, n_clusters=3, **FAST)
+    used = adata.var["attentionae_genes"].to_numpy()
+    expressed = np.asarray((adata.layers["counts"] > 0).sum(axis=0)).ravel() > 0
+    np.testing.assert_array_equal(used, hv & expressed)
+    assert adata.uns["attentionae"]["params"]["mask_var"] == "highly_variable"
+
+    scfuse.tl.cluster(adata, n_clusters=3, mask_var=None, key_added="all", n_top_genes=50, **FAST)
+    assert adata.var["all_genes"].sum() == 50 and "mask_var" not in adata.uns["all"]["params"]
+
+    lognorm = adata.copy()
+    sc.pp.normalize_total(lognorm)
+    sc.pp.log1p(lognorm)
+    sc.pp.highly_variable_genes(lognorm, n_top_genes=30)
+    adata.var["highly_variable"] = lognorm.var["highly_variable"]
+    scfuse.tl.cluster(adata, n_clusters=3, key_added="scanpy_hvg", **FAST)
+    assert adata.var["scanpy_hvg_genes"].sum() == 30
+
+    with pytest.raises(KeyError, match="not a column"):
+        scfuse.tl.cluster(adata.copy(), n_clusters=3, mask_var="missing", **FAST)

@@ -66,6 +66,13 @@ def test_plots(clustered_base):
     assert ax is not None
     assert adata.obsm["X_attentionae_umap"].shape == (adata.n_obs, 2)  # cached
     assert "neighbors" not in adata.uns and "X_umap" not in adata.obsm
+    first = adata.obsm["X_attentionae_umap"].copy()
+    scfuse.pl.embedding(adata, "attentionae", show=False)
+    np.testing.assert_array_equal(adata.obsm["X_attentionae_umap"], first)  # same embedding: cached UMAP reused
+    # a rerun of tl.cluster under the same key writes a new embedding: the UMAP is not stale
+    adata.obsm["X_attentionae"] = adata.obsm["X_attentionae"][::-1].copy()
+    scfuse.pl.embedding(adata, "attentionae", show=False)
+    assert not np.array_equal(adata.obsm["X_attentionae_umap"], first)
     fig = scfuse.pl.history(adata, "attentionae", show=False, return_fig=True)
     assert len(fig.axes) == len(adata.uns["attentionae"]["history"])
     fig2 = scfuse.pl.cluster_proba(adata, "attentionae", show=False, return_fig=True)

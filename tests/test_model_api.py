@@ -36,7 +36,10 @@ def test_save_load_roundtrip(sim, tmp_path):
     no_data = AttentionAE.load(tmp_path / "m")
     with pytest.raises(ValueError, match="pass adata"):
         no_data.predict()
-    np.testing.assert_array_equal(no_data.predict(sim), model.predict())
+    with pytest.raises(ValueError, match="training data"):
+        no_data.predict(sim)  # new cells are joined to the training cells, which it does not hold
+    np.testing.assert_array_equal(no_data.predict(sim, graph="own"), model.predict())
+    np.testing.assert_array_equal(loaded.predict(sim), model.predict(sim))
 
 
 def test_load_errors(sim, tmp_path):
@@ -49,7 +52,38 @@ def test_load_errors(sim, tmp_path):
         FusionModel.load(tmp_path / "m", other)
     fewer = sim[:, :50].copy()
     with pytest.raises(ValueError, match="var_names differ"):
-        model.predict(fewer)
+        FusionModel.load(tmp_path / "m", fewer)
+
+
+def test_predict_aligns_genes_by_name(sim, monkeypatch):
+    """New cells' genes are matched by name: another order gives the same result, extra genes are dropped,
+    missing ones are zero with a warning giving the share of the model's genes."""
+    from scfuse.models import _base
+
+    _, model = scfuse.tl.cluster(sim, return_model=True, **FAST)
+    expected = model.get_latent_representation(sim)
+    shuffled = sim[:, np.random.default_rng(0).permutation(sim.n_vars)].copy()
+    np.testing.assert_allclose(model.get_latent_representation(shuffled), expected, atol=1e-5)
+    import anndata as ad
+    import scipy.sparse as sp
+
+    counts = sp.hstack([sim.layers["counts"], sim.layers["counts"][:, :5]]).tocsr()
+    more = ad.AnnData(counts, obs=sim.obs[[]].copy(), layers={"counts": counts.copy()})
+    more.var_names = list(sim.var_names) + [f"new{i}" for i in range(5)]
+    more.uns["scfuse"] = sim.uns["scfuse"]
+    for name in ("scfuse_connectivities", "scfuse_distances"):
+        more.obsp[name] = sim.obsp[name]
+    np.testing.assert_allclose(model.get_latent_representation(more), expected, atol=1e-5)
+    said = []
+    monkeypatch.setattr(_base.logg, "warning", lambda msg, *a, **k: said.append(msg))
+    used = np.flatnonzero(model.genes_used)
+    fewer = sim[:, [i for i in range(sim.n_vars) if i != used[0]]].copy()
+    assert model.predict(fewer).shape == (sim.n_obs,)
+    assert len(said) == 1 and f"{1 / used.size:.1%}" in said[0]
+    unknown = sim.copy()
+    unknown.var_names = [f"other{i}" for i in range(sim.n_vars)]
+    with pytest.raises(ValueError, match="None of the genes"):
+        model.predict(unknown)
 
 
 def test_transfer_new_cells(sim):
@@ -62,6 +96,9 @@ def test_transfer_new_cells(sim):
     assert out.obsm["attentionae_proba"].shape == (120, k)
     assert set(out.obs["attentionae"].cat.categories) == {str(i) for i in range(k)}
     assert "attentionae" not in query.obs  # copy=True
+    conf = out.obs["attentionae_confidence"].to_numpy()
+    np.testing.assert_allclose(conf, out.obsm["attentionae_proba"].max(axis=1))
+    assert conf.min() >= 1 / k - 1e-6 and conf.max() <= 1 + 1e-6
 
 
 def test_accelerator_resolution():
@@ -172,3 +209,25 @@ def test_settings_and_progress(capsys):
     scfuse.settings.progress_bar = False
     assert show_progress(None) is False
     assert "seed" in repr(scfuse.settings)
+
+
+# measured with these settings: attentionae 1.0, scdefer 0.957 (its soft assignments are flat: max ~0.5)
+@pytest.mark.parametrize(("method", "min_same"), [("attentionae", 0.99), ("scdefer", 0.93)])
+def test_new_cells_join_the_reference_graph(method, min_same):
+    """New cells are joined to their nearest training cells: the training cells mapped as new cells keep their
+    labels, a cell's embedding does not depend on the other new cells, and any query size works without a graph
+    of its own."""
+    import anndata as ad
+
+    ref = scfuse.datasets.simulate(300, 100, 3, de_prob=0.3, random_state=0)
+    scfuse.pp.build_graph(ref, n_neighbors=10, method=scfuse.models.get_model_class(method).graph_method)
+    _, model = scfuse.tl.cluster(ref.copy(), method, return_model=True, **FAST)
+    same = np.mean(model.predict(ref) == model.predict())
+    assert same >= min_same, same
+    za = model.get_latent_representation(ref[:100].copy())
+    zb = model.get_latent_representation(ref[50:150].copy())
+    np.testing.assert_allclose(za[50:], zb[:50], atol=1e-5)
+    bare = ad.AnnData(ref.layers["counts"][:20].copy(), var=ref.var[[]].copy())
+    assert model.predict(bare).shape == (20,)  # 20 cells, no graph of their own, counts in X
+    with pytest.raises(KeyError):
+        model.predict(bare, graph="own")  # the query's own graph is missing

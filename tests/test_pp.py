@@ -93,3 +93,35 @@ def test_chunked_pca_matches_dense(monkeypatch):
     # same components up to sign
     corr = np.abs([np.corrcoef(dense[:, j], chunked[:, j])[0, 1] for j in range(8)])
     assert corr.min() > 0.999, corr
+
+
+def test_graph_weights_follow_the_method(monkeypatch):
+    """A graph built with other weights than the method's is reweighted from its kNN distances, with a warning;
+    adata is not changed and the record names the weights used."""
+
+    from scfuse.models import ScDEFER, _data
+
+    said = []
+    monkeypatch.setattr(_data.logg, "warning", lambda msg, *a, **k: said.append(msg))
+    gauss = scfuse.datasets.simulate(400, 80, 3, random_state=3)
+    knn = gauss.copy()
+    scfuse.pp.build_graph(gauss, n_neighbors=10, method="gauss")
+    scfuse.pp.build_graph(knn, n_neighbors=10, method="knn")
+    snap = snapshot(gauss)
+    model = ScDEFER(gauss)
+    assert len(said) == 1 and "recomputed" in said[0]
+    assert_unchanged(gauss, snap)
+    expected = ScDEFER(knn).data.weights
+    assert (model.data.weights != expected).nnz == 0
+    assert model.graph_info["graph_weights"] == "knn (recomputed from 'gauss')"
+    assert ScDEFER(knn).graph_info["graph_weights"] == "knn"
+
+
+def test_knn_table_round_trip():
+    from scfuse.pp._build_graph import knn_table
+
+    adata = scfuse.datasets.simulate(200, 50, 3, random_state=1)
+    scfuse.pp.build_graph(adata, n_neighbors=7)
+    idx, dist = knn_table(adata.obsp["scfuse_distances"])
+    assert idx.shape == dist.shape == (200, 7)
+    assert np.all(np.diff(dist, axis=1) >= 0) and not np.any(idx == np.arange(200)[:, None])

@@ -39,6 +39,10 @@ class ClusterKeys:
         return f"{self.key}_proba"
 
     @property
+    def genes(self) -> str:  # adata.var, the genes the model used
+        return f"{self.key}_genes"
+
+    @property
     def uns(self) -> str:
         return self.key
 

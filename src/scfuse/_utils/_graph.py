@@ -37,6 +37,48 @@ def knn_search(
     return _drop_self(idx, dist)
 
 
+def knn_query(
+    reference: np.ndarray, query: np.ndarray, n_neighbors: int, metric: str = "euclidean", *, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_neighbors`` nearest reference rows of each query row: ``(indices, distances)``, ``n_query x k``.
+
+    Exact up to :data:`EXACT_KNN_MAX_CELLS` reference cells, pynndescent's index query above (as ``knn_search``).
+    """
+    k = min(n_neighbors, reference.shape[0])
+    if reference.shape[0] > EXACT_KNN_MAX_CELLS:
+        from pynndescent import NNDescent
+
+        index = NNDescent(reference, n_neighbors=max(k, 15), metric=metric, random_state=random_state, n_jobs=1,
+                          low_memory=True)
+        idx, dist = index.query(query, k=k)
+    else:
+        from sklearn.neighbors import NearestNeighbors
+
+        dist, idx = NearestNeighbors(n_neighbors=k, metric=metric).fit(reference).kneighbors(query)
+    return idx.astype(np.int64), dist.astype(np.float64)
+
+
+def query_edge_weights(distances: np.ndarray, method: str) -> np.ndarray:
+    """Edge weights from new cells to their reference neighbours (``n_query x k`` distances, nearest first).
+
+    ``"knn"``: 1. ``"gauss"``: ``exp(-d^2 / (2 s^2))`` with ``s`` half the distance to the furthest of the ``k``
+    (the kernel of :func:`gauss_weights` when both cells have the same ``s``). ``"umap"``: UMAP's membership
+    strengths ``exp(-(d - rho) / sigma)`` of the query row.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    if method == "knn":
+        return np.ones_like(d, dtype=np.float32)
+    if method == "gauss":
+        s = np.maximum(d[:, -1:] / 2.0, 1e-12)
+        return np.exp(-(d**2) / (2 * s**2)).astype(np.float32)
+    if method == "umap":
+        from umap.umap_ import smooth_knn_dist
+
+        sigmas, rhos = smooth_knn_dist(d.astype(np.float32), float(d.shape[1]), local_connectivity=1.0)
+        return np.exp(-np.maximum(d - rhos[:, None], 0.0) / sigmas[:, None]).astype(np.float32)
+    raise ValueError(f"Unknown graph weights {method!r}.")
+
+
 def _drop_self(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Remove each cell from its own neighbour list (normally column 0; duplicates can swap the order)."""
     n, k = idx.shape

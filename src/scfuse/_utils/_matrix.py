@@ -30,6 +30,25 @@ def _zscored(block, mean: np.ndarray, sd: np.ndarray, clip: float) -> np.ndarray
     return np.clip(dense, -clip, clip, out=dense)
 
 
+def pca_of_blocks(blocks, n_features: int, n_comps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, components)`` (``n_features``, ``n_features x n_comps``) of the rows of dense ``blocks`` (an
+    iterable of ``cells x n_features`` arrays), from the covariance summed block by block; each component's
+    largest loading is positive."""
+    total, gram, n = np.zeros(n_features), np.zeros((n_features, n_features)), 0
+    for block in blocks:
+        b = np.asarray(block, dtype=np.float64)
+        total += b.sum(axis=0)
+        gram += b.T @ b
+        n += b.shape[0]
+    mu = total / n
+    cov = (gram - n * np.outer(mu, mu)) / max(n - 1, 1)
+    _, evecs = np.linalg.eigh(cov)
+    n_comps = int(min(n_comps, n_features))
+    comps = evecs[:, ::-1][:, :n_comps]
+    signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(n_comps)])
+    return mu.astype(np.float32), (comps * signs).astype(np.float32)
+
+
 def zscore_pca(mat, n_comps: int, *, clip: float = 10.0, random_state: int = 0) -> np.ndarray:
     """PCA scores (float32) of the per-column z-scored, clipped ``mat`` (cells x genes, sparse or dense).
 
@@ -49,18 +68,5 @@ def zscore_pca(mat, n_comps: int, *, clip: float = 10.0, random_state: int = 0) 
         dense = _zscored(mat, mean, sd, clip)
         return PCA(n_components=n_comps, random_state=random_state, svd_solver="auto").fit_transform(dense).astype(np.float32)
     chunks = [slice(s, min(s + PCA_CHUNK_CELLS, n)) for s in range(0, n, PCA_CHUNK_CELLS)]
-    total = np.zeros(g)
-    gram = np.zeros((g, g))
-    for c in chunks:
-        block = _zscored(mat[c], mean, sd, clip).astype(np.float64)
-        total += block.sum(axis=0)
-        gram += block.T @ block
-    mu = total / n
-    cov = (gram - n * np.outer(mu, mu)) / (n - 1)
-    evals, evecs = np.linalg.eigh(cov)
-    comps = evecs[:, ::-1][:, :n_comps]
-    # sign convention: the largest-magnitude loading of each component is positive
-    signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(n_comps)])
-    comps = (comps * signs).astype(np.float32)
-    mu32 = mu.astype(np.float32)
-    return np.vstack([(_zscored(mat[c], mean, sd, clip) - mu32) @ comps for c in chunks]).astype(np.float32)
+    mu, comps = pca_of_blocks((_zscored(mat[c], mean, sd, clip) for c in chunks), g, n_comps)
+    return np.vstack([(_zscored(mat[c], mean, sd, clip) - mu) @ comps for c in chunks]).astype(np.float32)

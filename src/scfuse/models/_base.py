@@ -19,7 +19,7 @@ from .._utils._device import resolve_device
 from .._utils._random import deterministic_algorithms, resolve_seed, seed_everything, torch_threads
 from .._utils._serialize import decode, encode
 from .._utils._validate import check_adata, check_n_clusters, check_positive_int, get_counts
-from ._data import CellData, Preprocessor, get_graph
+from ._data import CellData, Preprocessor, get_graph, resolve_mask_var
 from ._trainer import show_progress
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ class FusionModel:
     fixed_budget_cells: ClassVar[int] = 10_000
     #: cells per chunk of the no-grad inference pass (the only dense ``cells x genes`` block it makes)
     inference_chunk_size: ClassVar[int] = 4096
+    #: principal components of the model input in which new cells find their nearest training cells
+    reference_pcs: ClassVar[int] = 50
     default_learning_rate: ClassVar[float] = 1e-3
     #: the torch module of the method, built with ``n_input``, ``n_clusters`` and the hyper-parameters named in
     #: ``module_hparams`` (list values become tuples)
@@ -167,6 +169,7 @@ class FusionModel:
         neighbors_key: str | None = "scfuse",
         obsp: str | None = None,
         n_top_genes: int | None = None,
+        mask_var: str | np.ndarray | None = "highly_variable",
         random_state: int | None = 0,
         **hparams: Any,
     ) -> None:
@@ -192,13 +195,16 @@ class FusionModel:
         if adata.n_obs < 10:
             raise ValueError(f"adata has {adata.n_obs} cells; at least 10 are needed to train a model.")
         counts, self.counts_source = get_counts(adata, layer)
-        graph = get_graph(adata, neighbors_key, obsp) if self.uses_graph else None
+        graph, self.graph_info = (
+            get_graph(adata, neighbors_key, obsp, weights=self.graph_method) if self.uses_graph else (None, {})
+        )
         self.preprocessor = Preprocessor(
             n_top_genes=self.n_top_genes if n_top_genes is None else check_positive_int(n_top_genes, "n_top_genes", minimum=2),
             input_transform=self.input_transform,
             min_cells=self.min_cells,
         )
-        self.preprocessor.fit(counts, adata.var_names)
+        gene_mask, self.mask_var = resolve_mask_var(adata, mask_var)
+        self.preprocessor.fit(counts, adata.var_names, gene_mask)
         self.data = self._make_data(counts, graph)
         self.module: torch.nn.Module | None = None
         self.centers: np.ndarray | None = None
@@ -244,24 +250,64 @@ class FusionModel:
             chunk_size=self.inference_chunk_size,
         )
 
-    def _data_for(self, adata: AnnData | None) -> CellData:
+    def _data_for(self, adata: AnnData | None, *, same_genes: bool = False) -> CellData:
+        """The model's data for the cells of ``adata``. Genes are matched by name (:meth:`_aligned_counts`);
+        ``same_genes`` requires the training genes in the training order (the training data given to :meth:`load`)."""
         if adata is None:
             return self.data
         check_adata(adata)
+        counts, _ = get_counts(adata, self.layer)
         names = [str(v) for v in adata.var_names]
         if names != self.preprocessor.var_names:
-            raise ValueError(
-                "adata.var_names differ from the genes the model was trained on "
-                f"({adata.n_vars} vs {len(self.preprocessor.var_names)} genes, or another order). "
-                "Subset and order the genes as in training: adata[:, model.var_names]."
-            )
-        counts, _ = get_counts(adata, self.layer)
-        graph = get_graph(adata, self.neighbors_key, self.obsp) if self.uses_graph else None
+            if same_genes:
+                raise ValueError(
+                    "adata.var_names differ from the genes the model was trained on "
+                    f"({adata.n_vars} vs {len(self.preprocessor.var_names)} genes, or another order); "
+                    "pass the training data."
+                )
+            counts = self._aligned_counts(counts, names)
+        graph, info = get_graph(adata, self.neighbors_key, self.obsp, weights=self.graph_method) if self.uses_graph else (None, {})
+        if same_genes:  # the training data (load): its graph's record, as after training
+            self.graph_info = info
         return self._make_data(counts, graph)
+
+    def _aligned_counts(self, counts, names: list[str]):
+        """``counts`` with the training genes as columns, in the training order: genes of ``adata`` the model does
+        not know are dropped, training genes missing from ``adata`` are zero (with a warning giving how many of
+        the model's genes are missing)."""
+        import pandas as pd
+        import scipy.sparse as sp
+
+        index = pd.Index(names)
+        if index.has_duplicates:
+            raise ValueError("adata.var_names has duplicates; make them unique (adata.var_names_make_unique()).")
+        pos = index.get_indexer(self.preprocessor.var_names)  # -1 where a training gene is missing
+        model_missing = float(np.mean(pos[self.preprocessor.genes] < 0))
+        if model_missing == 1.0:
+            raise ValueError("None of the genes the model reads is in adata.var_names; the data cannot be mapped.")
+        if model_missing > 0:
+            logg.warning(
+                f"{model_missing:.1%} of the {len(self.preprocessor.genes)} genes the model reads are missing from "
+                "adata; they are set to zero."
+            )
+        present = np.flatnonzero(pos >= 0)
+        # columns of adata -> training columns, as a sparse 0/1 matrix (missing training genes stay zero)
+        move = sp.csr_matrix(
+            (np.ones(present.size, dtype=np.float32), (np.arange(present.size), present)),
+            shape=(present.size, len(self.preprocessor.var_names)),
+        )
+        return sp.csr_matrix(sp.csr_matrix(counts, dtype=np.float32)[:, pos[present]] @ move)
 
     @property
     def var_names(self) -> list[str]:
         return list(self.preprocessor.var_names)
+
+    @property
+    def genes_used(self) -> np.ndarray:
+        """Boolean mask over :attr:`var_names`: the genes the model reads."""
+        mask = np.zeros(len(self.preprocessor.var_names), dtype=bool)
+        mask[self.preprocessor.genes] = True
+        return mask
 
     # ------------------------------------------------------------------ training
     def train(
@@ -433,27 +479,92 @@ class FusionModel:
         proba = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
         return {"latent": raw["latent"], "proba": proba.astype(np.float32), "labels": proba.argmax(axis=1)}
 
-    def _outputs(self, adata: AnnData | None) -> dict[str, np.ndarray]:
+    def _outputs(self, adata: AnnData | None, *, graph: str = "reference") -> dict[str, np.ndarray]:
         self._check_trained()
+        if graph not in ("reference", "own"):
+            raise ValueError(f'graph must be "reference" or "own", got {graph!r}.')
         if adata is None:
             if self.data is None:
                 raise ValueError("This model was loaded without data; pass adata.")
             if self._results is not None:
                 return self._results
-        data = self.data if adata is None else self._data_for(adata)
+        if adata is not None and graph == "reference" and self.uses_graph:
+            if self.data is None:
+                raise ValueError(
+                    "New cells are joined to the training cells, which this model was loaded without: load it with "
+                    'its training data (load(path, adata)), or use graph="own" (the new cells\' own graph).'
+                )
+            check_adata(adata)
+            data, first = self._joined_data(adata), self.data.n
+        else:
+            data, first = self._data_for(adata), 0
         with torch_threads():
-            out = self._postprocess(self._infer(data))
+            raw = self._infer(data)
+        out = self._postprocess({k: v[first:] for k, v in raw.items()})
         if adata is None:
             self._results = out
         return out
 
-    def get_latent_representation(self, adata: AnnData | None = None) -> np.ndarray:
-        """The learned embedding of the training cells, or of new cells in ``adata`` (same genes, own graph)."""
-        return self._outputs(adata)["latent"]
+    def _reference_space(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, components, scores of the training cells)`` of a PCA of the model input, computed once."""
+        if getattr(self, "_reference", None) is None:
+            from .._utils._matrix import pca_of_blocks
 
-    def predict(self, adata: AnnData | None = None, *, soft: bool = False) -> np.ndarray:
-        """Cluster labels (``soft=False``) or soft assignments of the training cells or of new cells."""
-        out = self._outputs(adata)
+            d = self.data
+            mean, comps = pca_of_blocks((d.input_rows(c) for c in d.chunks()), d.n_features, self.reference_pcs)
+            scores = np.vstack([(d.input_rows(c) - mean) @ comps for c in d.chunks()])
+            self._reference = (mean, comps, scores)
+        return self._reference
+
+    def _joined_data(self, adata: AnnData) -> CellData:
+        """The training cells followed by the cells of ``adata``, each new cell joined to its nearest training
+        cells (in the PCA of the model input, as :func:`scanpy.tl.ingest` places cells) and to no other new cell,
+        so that a new cell's embedding does not depend on which other cells come with it."""
+        import scipy.sparse as sp
+
+        from .._utils._graph import knn_query, query_edge_weights
+
+        counts, _ = get_counts(adata, self.layer)
+        names = [str(v) for v in adata.var_names]
+        if names != self.preprocessor.var_names:
+            counts = self._aligned_counts(counts, names)
+        logx, _, _ = self.preprocessor.transform(counts)
+        mean, comps, ref_scores = self._reference_space()
+        chunk = self.inference_chunk_size
+        scores = np.vstack(
+            [(self.preprocessor.dense_input(logx[s : s + chunk]) - mean) @ comps for s in range(0, logx.shape[0], chunk)]
+        )
+        k = int(getattr(self, "graph_info", {}).get("graph_n_neighbors", 15))
+        idx, dist = knn_query(ref_scores, scores, k, metric="cosine", random_state=self.random_state)
+        n_ref, n_new = self.data.n, logx.shape[0]
+        rows = np.repeat(np.arange(n_ref, n_ref + n_new), idx.shape[1])
+        shape = (n_ref + n_new, n_ref + n_new)
+        edges = sp.csr_matrix((query_edge_weights(dist, self.graph_method).ravel(), (rows, idx.ravel())), shape=shape)
+        ref = sp.csr_matrix(self.data.weights)
+        ref.resize(shape)
+        return CellData(
+            sp.vstack([self.data.logx, logx], format="csr"),
+            None,
+            None,
+            ref + edges,
+            to_input=self.preprocessor.dense_input,
+            adjacency=self.adjacency,
+            chunk_size=self.inference_chunk_size,
+            symmetric=False,
+        )
+
+    def get_latent_representation(self, adata: AnnData | None = None, *, graph: str = "reference") -> np.ndarray:
+        """The learned embedding of the training cells, or of new cells in ``adata``.
+
+        New cells are matched to the model's genes by name. ``graph="reference"`` (default) joins each new cell to
+        its nearest training cells (the model must hold its training data); ``"own"`` uses the graph of ``adata``
+        under the model's ``neighbors_key`` instead (then a cell's result depends on the other new cells)."""
+        return self._outputs(adata, graph=graph)["latent"]
+
+    def predict(self, adata: AnnData | None = None, *, soft: bool = False, graph: str = "reference") -> np.ndarray:
+        """Cluster labels (``soft=False``) or soft assignments of the training cells or of new cells (``graph`` as
+        in :meth:`get_latent_representation`)."""
+        out = self._outputs(adata, graph=graph)
         return out["proba"] if soft else out["labels"]
 
     # ------------------------------------------------------------------ persistence
@@ -611,7 +722,7 @@ class FusionModel:
         self._results = None
         self.data = None
         if adata is not None:
-            self.data = self._data_for(adata)
+            self.data = self._data_for(adata, same_genes=True)
         self.counts_source = None
         return self
 

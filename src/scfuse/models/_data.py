@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scanpy import logging as logg
 
 from .._utils._graph import binary_adjacency, neighbor_table, normalize_adjacency, to_torch_sparse
 from .._utils._matrix import column_mean_var
@@ -35,7 +36,9 @@ class Preprocessor:
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
 
-    def fit(self, counts: sp.csr_matrix, var_names) -> None:
+    def fit(self, counts: sp.csr_matrix, var_names, gene_mask: np.ndarray | None = None) -> None:
+        """Choose the genes and fit the input transform. ``gene_mask`` (boolean over genes): train on these genes
+        (those expressed in enough cells) instead of selecting ``n_top_genes`` highly variable ones."""
         import anndata as ad
         import scanpy as sc
 
@@ -43,13 +46,17 @@ class Preprocessor:
         n = counts.shape[0]
         min_cells = self.min_cells * n if self.min_cells < 1 else self.min_cells
         nonzero = np.asarray((counts > 0).sum(axis=0)).ravel()
-        keep = np.flatnonzero(nonzero >= max(min_cells, 1))
+        expressed = nonzero >= max(min_cells, 1)
+        keep = np.flatnonzero(expressed if gene_mask is None else expressed & gene_mask)
         if keep.size < 2:
-            raise ValueError("Fewer than 2 genes are expressed in enough cells to train a model.")
+            raise ValueError(
+                "Fewer than 2 genes are expressed in enough cells to train a model"
+                + ("." if gene_mask is None else f" among the {int(gene_mask.sum())} genes of mask_var.")
+            )
         lib = np.asarray(counts.sum(axis=1)).ravel()
         self.target_sum = float(np.median(lib))
         logx = self._log_normalize(counts[:, keep], lib)
-        if self.n_top_genes is not None and self.n_top_genes < keep.size:
+        if gene_mask is None and self.n_top_genes is not None and self.n_top_genes < keep.size:
             tmp = ad.AnnData(logx)
             hv = sc.pp.highly_variable_genes(tmp, n_top_genes=self.n_top_genes, flavor="seurat", inplace=False)
             sel = np.flatnonzero(hv["highly_variable"].to_numpy())
@@ -111,14 +118,48 @@ class Preprocessor:
         return cls(**state)
 
 
-def get_graph(adata: AnnData, neighbors_key: str | None, obsp: str | None = None) -> sp.csr_matrix:
-    """The connectivities written by :func:`scfuse.pp.build_graph` (or ``sc.pp.neighbors``), checked."""
+def resolve_mask_var(adata: AnnData, mask_var) -> tuple[np.ndarray | None, str | None]:
+    """``(boolean gene mask or None, what it came from)`` for ``mask_var``, as :func:`scanpy.pp.pca` reads it.
+
+    ``"highly_variable"`` (the default) uses ``var["highly_variable"]`` when that column exists and else lets the
+    method pick its genes; another string names a ``var`` column that must exist; an array is a boolean mask over
+    the genes; ``None`` lets the method pick from all genes.
+    """
+    if mask_var is None:
+        return None, None
+    if isinstance(mask_var, str):
+        if mask_var not in adata.var:
+            if mask_var == "highly_variable":
+                return None, None
+            raise KeyError(f"mask_var={mask_var!r} is not a column of adata.var (columns: {list(adata.var.columns)}).")
+        col = adata.var[mask_var]
+        if col.dtype != bool:
+            raise ValueError(f"adata.var[{mask_var!r}] must be boolean, not {col.dtype}.")
+        return col.to_numpy(dtype=bool), mask_var
+    mask = np.asarray(mask_var)
+    if mask.dtype != bool or mask.shape != (adata.n_vars,):
+        raise ValueError(f"mask_var must be a boolean array of length n_vars={adata.n_vars}, a var column or None.")
+    return mask, "array"
+
+
+def get_graph(
+    adata: AnnData, neighbors_key: str | None, obsp: str | None = None, *, weights: str | None = None
+) -> tuple[sp.csr_matrix, dict]:
+    """The connectivities written by :func:`scfuse.pp.build_graph` (or ``sc.pp.neighbors``), checked, and a record.
+
+    ``weights`` is the edge weighting the method was built for (``"gauss"``, ``"knn"`` or ``"umap"``). When the
+    graph under ``neighbors_key`` records other weights (``uns[key]["params"]["method"]``), the method's weights
+    are recomputed from the graph's stored kNN distances, with a warning; ``adata`` is not changed. The record says
+    which weights the model used.
+    """
     if obsp is not None and neighbors_key not in (None, "scfuse"):
         raise ValueError("Pass either obsp or neighbors_key, not both.")
+    info: dict = {}
     if obsp is not None:
         if obsp not in adata.obsp:
             raise KeyError(f"obsp={obsp!r} not found in adata.obsp (available: {list(adata.obsp.keys())}).")
         conn = adata.obsp[obsp]
+        info["graph_weights"] = "as given (obsp)"
     else:
         key = neighbors_key or "neighbors"
         if key not in adata.uns or "connectivities_key" not in adata.uns[key]:
@@ -130,6 +171,26 @@ def get_graph(adata: AnnData, neighbors_key: str | None, obsp: str | None = None
         if ckey not in adata.obsp:
             raise KeyError(f"adata.uns[{key!r}] names obsp[{ckey!r}], which does not exist.")
         conn = adata.obsp[ckey]
+        built = adata.uns[key].get("params", {}).get("method")
+        info["graph_weights"] = str(built) if built is not None else "unknown"
+        if "n_neighbors" in adata.uns[key].get("params", {}):
+            info["graph_n_neighbors"] = int(adata.uns[key]["params"]["n_neighbors"])
+        dkey = adata.uns[key].get("distances_key")
+        if weights is not None and built is not None and built != weights and dkey in adata.obsp:
+            from ..pp._build_graph import edge_weights, knn_table
+
+            logg.warning(
+                f"The graph {key!r} has {built!r} edge weights, but the method was built for {weights!r}: its "
+                f"weights are recomputed from the graph's kNN distances (adata is not changed). "
+                f"scfuse.pp.build_graph(adata, method={weights!r}) avoids this."
+            )
+            params = adata.uns[key].get("params", {})
+            idx, dist = knn_table(adata.obsp[dkey])
+            conn = edge_weights(
+                idx, dist, weights, metric=str(params.get("metric", "euclidean")),
+                random_state=int(params.get("random_state", 0) or 0),
+            )
+            info["graph_weights"] = f"{weights} (recomputed from {built!r})"
     if conn.shape != (adata.n_obs, adata.n_obs):
         raise ValueError(f"The graph has shape {conn.shape}, but adata has {adata.n_obs} cells.")
     conn = sp.csr_matrix(conn, dtype=np.float32)
@@ -137,7 +198,7 @@ def get_graph(adata: AnnData, neighbors_key: str | None, obsp: str | None = None
         raise ValueError("The graph holds NaN or infinite weights.")
     if conn.nnz and conn.data.min() < 0:
         raise ValueError("The graph holds negative weights.")
-    return conn
+    return conn, info
 
 
 class ChunkedInput:
@@ -222,6 +283,7 @@ class CellData:
         adjacency: str = "sym",
         max_attention_neighbors: int = 30,
         chunk_size: int = 4096,
+        symmetric: bool = True,
     ) -> None:
         self.logx = sp.csr_matrix(logx, dtype=np.float32)
         self.counts = None if counts is None else sp.csr_matrix(counts, dtype=np.float32)
@@ -232,7 +294,8 @@ class CellData:
         self.weights = sp.csr_matrix(graph, dtype=np.float32)
         self.weights.setdiag(0)
         self.weights.eliminate_zeros()
-        self.weights = sp.csr_matrix(self.weights.maximum(self.weights.T))
+        if symmetric:  # (False: new cells joined to reference cells by directed edges, see FusionModel)
+            self.weights = sp.csr_matrix(self.weights.maximum(self.weights.T))
         self.binary = binary_adjacency(self.weights)
         self.adjacency = adjacency
         self.max_attention_neighbors = max_attention_neighbors

@@ -268,10 +268,10 @@ class ScCAGN(TwoStageModel):
                 logg.warning("sccagn: no kNN distances found next to the graph; using the graph without pruning.")
         return super()._make_data(counts, graph)
 
-    def _data_for(self, adata):
+    def _data_for(self, adata, *, same_genes: bool = False):
         if adata is not None:
             self._distances = self._lookup_distances(adata, self.neighbors_key, self.obsp)
-        return super()._data_for(adata)
+        return super()._data_for(adata, same_genes=same_genes)
 
     # ------------------------------------------------------------------ module
     def _build_module(self, **config) -> ScCAGNModule:

@@ -34,8 +34,10 @@ def embedding(
 
     ``basis`` is the ``key_added`` of :func:`scfuse.tl.cluster` (its embedding ``obsm[f"X_{basis}"]``) or any
     ``obsm`` key. When the embedding has more than 2 dimensions its UMAP is computed once (kNN graph of the
-    embedding, :func:`scanpy.tl.umap`) and cached in ``obsm[f"X_{basis}_umap"]``; ``adata.uns["neighbors"]`` and
-    ``obsm["X_umap"]`` are left as they were.
+    embedding, :func:`scanpy.tl.umap`) and cached in ``obsm[f"X_{basis}_umap"]``, with a digest of the embedding and
+    the UMAP's parameters in ``uns["scfuse_umap"]``: when the embedding changes (``tl.cluster`` rerun under the same
+    key) or the parameters differ, the UMAP is computed again. ``adata.uns["neighbors"]`` and ``obsm["X_umap"]``
+    are left as they were.
 
     Parameters
     ----------
@@ -74,7 +76,15 @@ def embedding(
         plot_key = emb_key
     else:
         plot_key = f"{emb_key}_umap"
-        if plot_key not in adata.obsm:
+        import hashlib
+
+        params = {
+            "embedding_digest": hashlib.blake2b(np.ascontiguousarray(emb).tobytes(), digest_size=16).hexdigest(),
+            "n_neighbors": int(n_neighbors),
+            "random_state": int(random_state),
+        }
+        cached = adata.uns.get("scfuse_umap", {}).get(plot_key)
+        if plot_key not in adata.obsm or cached is None or dict(cached) != params:
             import anndata as ad
 
             tmp = ad.AnnData(np.zeros((adata.n_obs, 0), dtype=np.float32), obs=adata.obs[[]].copy())
@@ -82,6 +92,7 @@ def embedding(
             sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="rep", random_state=random_state)
             sc.tl.umap(tmp, random_state=random_state)
             adata.obsm[plot_key] = tmp.obsm["X_umap"]
+            adata.uns.setdefault("scfuse_umap", {})[plot_key] = params
     return sc.pl.embedding(adata, basis=plot_key, color=color, show=show, ax=ax, return_fig=return_fig, **kwargs)
 
 

@@ -57,6 +57,56 @@ def compute_representation(
     return zscore_pca(rep, n_pcs, random_state=random_state)
 
 
+def edge_weights(idx: np.ndarray, dist: np.ndarray, method: GraphMethod, *, metric: str, random_state: int) -> sp.csr_matrix:
+    """Symmetric connectivities (CSR float32, no self loops) of a kNN table for the weights ``method``.
+
+    ``idx`` and ``dist`` are ``cells x k`` neighbour indices and distances, the cell itself excluded.
+    """
+    n = idx.shape[0]
+    if method == "gauss":
+        conn = gauss_weights(idx, dist)
+    elif method == "knn":
+        conn = binary_adjacency(knn_to_csr(idx, np.ones_like(dist), n))
+    else:
+        from umap.umap_ import fuzzy_simplicial_set
+
+        knn_i = np.hstack([np.arange(n)[:, None], idx])
+        knn_d = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
+        conn, _, _ = fuzzy_simplicial_set(
+            sp.coo_matrix((n, 1)), idx.shape[1] + 1, random_state, metric, knn_indices=knn_i, knn_dists=knn_d,
+            set_op_mix_ratio=1.0, local_connectivity=1.0,
+        )
+        conn = sp.csr_matrix(conn, dtype=np.float32)
+        conn.setdiag(0)
+        conn.eliminate_zeros()
+    return sp.csr_matrix(conn, dtype=np.float32)
+
+
+def knn_table(distances: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx, dist)``, ``cells x k``, from a kNN distance matrix (``obsp[...distances]``), nearest first.
+
+    ``k`` is the smallest number of stored neighbours of any cell (scanpy and :func:`build_graph` store the same
+    number for every cell)."""
+    d = sp.csr_matrix(distances)
+    d.setdiag(0)
+    d.eliminate_zeros()
+    counts = np.diff(d.indptr)
+    k = int(counts.min()) if counts.size else 0
+    if k < 1:
+        raise ValueError("The stored kNN distances have a cell without neighbours; rebuild the graph.")
+    if np.all(counts == k):  # the usual case: every cell has k neighbours
+        data, cols = d.data.reshape(-1, k), d.indices.reshape(-1, k)
+        order = np.argsort(data, axis=1, kind="stable")
+        return np.take_along_axis(cols, order, 1).astype(np.int64), np.take_along_axis(data, order, 1).astype(np.float32)
+    idx = np.empty((d.shape[0], k), dtype=np.int64)
+    dist = np.empty((d.shape[0], k), dtype=np.float32)
+    for i in range(d.shape[0]):
+        row = slice(d.indptr[i], d.indptr[i + 1])
+        order = np.argsort(d.data[row], kind="stable")[:k]
+        idx[i], dist[i] = d.indices[row][order], d.data[row][order]
+    return idx, dist
+
+
 def build_graph(
     adata: AnnData,
     n_neighbors: int = 15,
@@ -168,24 +218,8 @@ def build_graph(
     check_finite(rep, f"the representation {rep_key!r}")
 
     idx, dist = knn_search(rep, n_neighbors, metric=metric, random_state=seed)
-    n = adata.n_obs
-    distances = knn_to_csr(idx, dist, n)
-    if method == "gauss":
-        conn = gauss_weights(idx, dist)
-    elif method == "knn":
-        conn = binary_adjacency(knn_to_csr(idx, np.ones_like(dist), n))
-    else:
-        from umap.umap_ import fuzzy_simplicial_set
-
-        knn_i = np.hstack([np.arange(n)[:, None], idx])
-        knn_d = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
-        conn, _, _ = fuzzy_simplicial_set(
-            sp.coo_matrix((n, 1)), n_neighbors + 1, seed, metric, knn_indices=knn_i, knn_dists=knn_d,
-            set_op_mix_ratio=1.0, local_connectivity=1.0,
-        )
-        conn = sp.csr_matrix(conn, dtype=np.float32)
-        conn.setdiag(0)
-        conn.eliminate_zeros()
+    distances = knn_to_csr(idx, dist, adata.n_obs)
+    conn = edge_weights(idx, dist, method, metric=metric, random_state=seed)
 
     params = {"n_neighbors": n_neighbors, "method": method, "metric": metric, "random_state": seed, "use_rep": rep_key}
     if pca_to_write is not None:

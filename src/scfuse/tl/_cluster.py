@@ -104,6 +104,7 @@ def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str
         record["extras"] = _h5ad_safe(model.extras)
     fields = {
         "obs": {keys.labels: _labels(labels, proba.shape[1])},
+        "var": {keys.genes: model.genes_used},
         "obsm": {
             keys.embedding: np.asarray(out["latent"], dtype=np.float32),
             keys.proba: np.asarray(proba, dtype=np.float32),
@@ -126,6 +127,7 @@ def cluster(
     obsp: str | None = None,
     key_added: str | None = None,
     n_top_genes: int | None = None,
+    mask_var: str | np.ndarray | None = "highly_variable",
     max_epochs: int | None = None,
     pretrain_epochs: int | None = None,
     batch_size: int | None = None,
@@ -186,7 +188,13 @@ def cluster(
     key_added
         Name of the fields written; defaults to ``method``.
     n_top_genes
-        Highly variable genes the model uses (method default when ``None``).
+        Highly variable genes the model selects (method default when ``None``); not used with ``mask_var``.
+    mask_var
+        Genes to train on, as in :func:`scanpy.pp.pca`: a boolean ``var`` column, a boolean array over the genes,
+        or ``None`` to let the method select ``n_top_genes`` highly variable genes itself. The default
+        ``"highly_variable"`` uses ``var["highly_variable"]`` when it exists (e.g. from
+        :func:`scanpy.pp.highly_variable_genes`), else the method's own selection. Genes without counts in any
+        cell are left out. The genes used are written to ``var[f"{key_added}_genes"]``.
     max_epochs
         Maximum epochs of the clustering stage (method default when ``None``).
     pretrain_epochs
@@ -225,6 +233,8 @@ def cluster(
         :func:`scfuse.pl.embedding`).
     ``adata.obsm[f"{key_added}_proba"]`` : :class:`numpy.ndarray`
         Soft cluster assignments (cells x clusters).
+    ``adata.var[f"{key_added}_genes"]`` : :class:`bool`
+        The genes the model was trained on.
     ``adata.uns[key_added]`` : :class:`dict`
         ``params`` (method, seeds, epochs, device, n_clusters and whether it was estimated, ...), ``history``
         (per-epoch losses and label changes), ``n_clusters``, ``converged``.
@@ -256,6 +266,7 @@ def cluster(
         neighbors_key=neighbors_key,
         obsp=obsp,
         n_top_genes=n_top_genes,
+        mask_var=mask_var,
         random_state=random_state,
         **method_kwargs,
     )
@@ -287,8 +298,10 @@ def cluster(
         "layer": model.counts_source if model.uses_counts else layer,
         "neighbors_key": neighbors_key,
         "obsp": obsp,
+        **model.graph_info,
         "random_state": model.random_state,
         "n_top_genes": int(len(model.preprocessor.genes)),
+        "mask_var": model.mask_var,
         "scfuse_version": __version__,
         **model.train_params,
         "model_kwargs": {k: v for k, v in model.hparams.items()},
@@ -320,13 +333,15 @@ def transfer(
 ) -> AnnData | None:
     """Map new cells onto a trained model: embedding, soft assignments and labels with the learned centres.
 
-    ``adata`` needs the training genes (same ``var_names`` in the same order), raw counts in the model's layer
-    and its own cell graph under the model's ``neighbors_key`` (:func:`scfuse.pp.build_graph`).
+    ``adata`` needs raw counts in the model's layer and its own cell graph under the model's ``neighbors_key``
+    (:func:`scfuse.pp.build_graph`). Genes are matched by name: genes the model does not know are ignored, and
+    genes of the model that ``adata`` lacks are set to zero, with a warning that gives their share.
 
     Returns
     -------
-    ``None`` or the copy; sets ``obs[key_added]``, ``obsm[f"X_{key_added}"]``, ``obsm[f"{key_added}_proba"]``
-    and ``uns[key_added]["params"]`` (``key_added`` defaults to the model's method name).
+    ``None`` or the copy; sets ``obs[key_added]``, ``obs[f"{key_added}_confidence"]`` (each cell's highest soft
+    assignment), ``obsm[f"X_{key_added}"]``, ``obsm[f"{key_added}_proba"]`` and ``uns[key_added]["params"]``
+    (``key_added`` defaults to the model's method name).
 
     Examples
     --------
@@ -345,7 +360,10 @@ def transfer(
     target = adata.copy() if copy else adata
     keys = ClusterKeys(key)
     fields = {
-        "obs": {keys.labels: _labels(out["labels"], k)},
+        "obs": {
+            keys.labels: _labels(out["labels"], k),
+            f"{key}_confidence": np.asarray(out["proba"], dtype=np.float32).max(axis=1),
+        },
         "obsm": {
             keys.embedding: np.asarray(out["latent"], dtype=np.float32),
             keys.proba: np.asarray(out["proba"], dtype=np.float32),
