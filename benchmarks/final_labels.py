@@ -14,7 +14,7 @@ Each run is ``scfuse.tl.cluster`` with the method's defaults and k estimated. Ro
 - ``final_best``: Leiden on the final embedding at the resolution of 0.05-2.0 with the best ARI (reads the labels:
   an upper bound of the representation).
 
-The final embeddings and both label vectors are cached under ``--cache`` (``final_*.npz``), so other label-free
+The final and the pretrained embeddings and both label vectors are cached under ``--cache`` (``final_*.npz``), so other label-free
 rules can be scored on them later without training again.
 """
 
@@ -36,7 +36,8 @@ from starts import BEST_GRID, leiden_scan  # noqa: E402
 
 
 def fit(adata, method: str, seed: int, cache: Path) -> dict[str, np.ndarray]:
-    """``{"z", "start", "head"}`` of one default run (k estimated), from ``cache`` when there."""
+    """``{"z", "z0", "start", "head", "time_s"}`` (final and pretrained embeddings, start and final labels) of one
+    default run (k estimated), from ``cache`` when there."""
     import scfuse
 
     f = cache / f"final_{method}_{adata.uns['dataset_name']}_{seed}.npz"
@@ -48,7 +49,9 @@ def fit(adata, method: str, seed: int, cache: Path) -> dict[str, np.ndarray]:
 
     def spy(self, z):
         labels, centers = original(self, z)
-        seen["start"] = np.asarray(labels).copy()
+        # the first start (a method that restarts its clustering stage calls this again)
+        seen.setdefault("start", np.asarray(labels).copy())
+        seen.setdefault("z0", np.array(z, copy=True))
         return labels, centers
 
     a = adata.copy()
@@ -64,6 +67,7 @@ def fit(adata, method: str, seed: int, cache: Path) -> dict[str, np.ndarray]:
     out = {
         "z": np.asarray(a.obsm[f"X_{method}"]),
         "start": seen["start"],
+        "z0": seen["z0"],
         "head": a.obs[method].cat.codes.to_numpy(),
         "time_s": np.array(elapsed),
     }

@@ -11,7 +11,10 @@ scanpy's pipeline it records, per dataset and seed:
 - ``leiden_best``: Leiden at the resolution of 0.05-2.0 with the best ARI (reads the labels: an upper bound);
 - one row per label-free k rule (``--rules``, those of :func:`scfuse.tl._estimate_k.choose_resolution`) and per
   fixed resolution (``--resolutions``): the number of clusters of the Leiden partition it starts from and its
-  ARI. All run on one kNN graph of the embedding, as in scfuse.
+  ARI. All run on one kNN graph of the embedding, as in scfuse;
+- one row per start with the true k (``--given-k-rules``, values of ``given_k_start``): ``given_k_<rule>``.
+
+A start embedding is read from a ``final_*.npz`` of ``final_labels.py`` when one is cached.
 
 These figures say whether a representation clusters better than PCA, and how much of it each k rule keeps,
 before the clustering stage adds or loses anything. Labels only score.
@@ -44,7 +47,11 @@ def start_embedding(adata, method: str, seed: int, cache: Path) -> np.ndarray:
     """The embedding ``method`` hands to its clustering start (k estimated), from ``cache`` when there."""
     import scfuse
 
-    f = cache / f"{method}_{adata.uns['dataset_name']}_{seed}.npz"
+    name = f"{method}_{adata.uns['dataset_name']}_{seed}.npz"
+    full = cache / f"final_{name}"  # a whole run of final_labels.py keeps its start embedding too
+    if full.exists():
+        return np.load(full)["z0"]
+    f = cache / name
     if f.exists():
         return np.load(f)["z"]
     cls = scfuse.models.get_model_class(method)
@@ -93,6 +100,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--rules", nargs="+", default=list(ek.K_RULES))
     ap.add_argument("--resolutions", nargs="*", type=float, default=[0.5, 1.0], help="fixed resolutions too")
+    ap.add_argument("--given-k-rules", nargs="*", default=["leiden", "silhouette", "centres"],
+                    help="starts with the true k (given_k_start values), rows given_k_<rule>")
     ap.add_argument("--no-pca", action="store_true", help="skip the PCA rows")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default="benchmarks/cache", help="folder for the start embeddings (.npz)")
@@ -125,6 +134,11 @@ def main(argv=None) -> None:
                 for res in args.resolutions:
                     starts[f"resolution_{res:g}"] = ek.leiden_on_embedding(resolution=res, graph=graph,
                                                                            random_state=seed)
+                if rep != "pca":
+                    for rule in args.given_k_rules:
+                        starts[f"given_k_{rule}"] = ek.initial_clusters(
+                            z, true_k, given_k_start=rule, random_state=seed
+                        )[0]
                 for what, labels in starts.items():
                     rows.append({**base, "what": what, "ari": adjusted_rand_score(truth, labels),
                                  "n_clusters": int(np.unique(labels).size)})
