@@ -68,6 +68,7 @@ def test_bad_input_exits_2_subprocess(tmp_path):
         (["--method", "scdefer", "--n-clusters", "500"], "--n-clusters 500 exceeds the number of cells (200)"),
         (["--method", "scdefer", "--layer", "raw"], "Layer 'raw' not found in adata.layers"),
         (["--method", "scdefer", "--resolution", "-1"], "invalid resolution '-1'"),
+        (["--method", "scdefer", "--batch-key", "donor"], "batch_key='donor' is not a column of adata.obs"),
         (["--method"], "expected one argument"),
     ],
 )
@@ -81,6 +82,20 @@ def test_bad_input_exits_2(h5ad, tmp_path, capsys, args, message):
     lines = [line for line in err.splitlines() if not line.startswith("clustering with")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
     assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_batch_key(tmp_path):
+    path = tmp_path / "two.h5ad"
+    adata = scfuse.datasets.simulate(200, 60, 3, random_state=0)
+    adata.obs["donor"] = ["a", "b"] * 100
+    adata.write_h5ad(path)
+    out = tmp_path / "out.h5ad"
+    args = ["cluster", str(path), "-o", str(out), "--method", "scdefer", "--batch-key", "donor",
+            "--pretrain-epochs", "2", "--max-epochs", "1", "-q"]  # fmt: skip
+    assert main(args) == 0
+    result = ad.read_h5ad(out)
+    assert result.uns["scdefer"]["params"]["batch_key"] == "donor"
+    assert result.uns["scfuse"]["params"]["batch_key"] == "donor"  # the graph is batch-balanced
 
 
 def test_not_an_h5ad_exits_2(tmp_path, capsys):

@@ -332,3 +332,42 @@ def test_mask_var_highly_variable_is_used(sim):
 
     with pytest.raises(KeyError, match="not a column"):
         scfuse.tl.cluster(adata.copy(), n_clusters=3, mask_var="missing", **FAST)
+
+
+@pytest.mark.parametrize("method", ["attentionae", "scasdc", "scdefer", "scamac", "sccagn"])
+def test_batch_key_every_method(sim, method):
+    """Every method trains with batch_key on a batch-balanced graph and records it; a graph that is not balanced
+    for that key is refused before training, leaving adata as it was."""
+    from scfuse.tl import _estimate_k
+
+    sim.obs["donor"] = np.where(np.arange(sim.n_obs) % 2 == 0, "d1", "d2")
+    klass = scfuse.models.get_model_class(method)
+    if klass.uses_graph:
+        scfuse.pp.build_graph(sim, n_neighbors=10, method=klass.graph_method, key_added="plain")
+        before = snapshot(sim)
+        with pytest.raises(ValueError, match=r"batch-balanced graph.*build_graph\(adata, batch_key='donor'"):
+            scfuse.tl.cluster(sim, method, neighbors_key="plain", batch_key="donor", **FAST)
+        assert_unchanged(sim, before)
+    before = snapshot(sim)
+    with pytest.raises(KeyError, match="not a column"):
+        scfuse.tl.cluster(sim, method, batch_key="sample", **FAST)
+    assert_unchanged(sim, before)
+    scfuse.pp.build_graph(sim, n_neighbors=10, method=klass.graph_method, batch_key="donor")
+    seen = []
+    original = _estimate_k.embedding_graph
+
+    def spy(z, **kwargs):
+        seen.append(kwargs.get("batches"))
+        return original(z, **kwargs)
+
+    _estimate_k.embedding_graph = spy
+    try:
+        scfuse.tl.cluster(sim, method, batch_key="donor", **FAST)
+    finally:
+        _estimate_k.embedding_graph = original
+    params = sim.uns[method]["params"]
+    assert params["batch_key"] == "donor"
+    assert params.get("graph_batch_key") == ("donor" if klass.uses_graph else None)
+    # the Leiden graph of the clustering start is batch-balanced too
+    assert seen and all(b is not None and np.array_equal(b, np.arange(sim.n_obs) % 2) for b in seen)
+    assert sim.obs[method].nunique() >= 2

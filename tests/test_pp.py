@@ -125,3 +125,46 @@ def test_knn_table_round_trip():
     idx, dist = knn_table(adata.obsp["scfuse_distances"])
     assert idx.shape == dist.shape == (200, 7)
     assert np.all(np.diff(dist, axis=1) >= 0) and not np.any(idx == np.arange(200)[:, None])
+
+
+def _two_batches(adata):
+    adata.obs["donor"] = np.where(np.arange(adata.n_obs) % 3 == 0, "d1", "d2")
+    return adata
+
+
+def test_batch_balanced_graph(sim):
+    """With batch_key every cell has the same number of neighbours in every batch, itself never among them."""
+    from scfuse.pp._build_graph import knn_table
+
+    _two_batches(sim)
+    before = snapshot(sim)
+    scfuse.pp.build_graph(sim, n_neighbors=10, method="knn", batch_key="donor", key_added="bal")
+    assert sim.uns["bal"]["params"]["batch_key"] == "donor"
+    assert sim.uns["bal"]["params"]["neighbors_per_batch"] == 5
+    idx, _ = knn_table(sim.obsp["bal_distances"])
+    assert idx.shape == (sim.n_obs, 10)
+    assert not np.any(idx == np.arange(sim.n_obs)[:, None])
+    in_d1 = (sim.obs["donor"].to_numpy() == "d1")[idx].sum(axis=1)
+    assert np.all(in_d1 == 5)  # 5 of the 10 neighbours from each donor, whatever the cell's own donor
+    # without batch_key, a third of the cells (d1) does not get half of every cell's neighbours
+    scfuse.pp.build_graph(sim, n_neighbors=10, method="knn", key_added="plain")
+    idx, _ = knn_table(sim.obsp["plain_distances"])
+    assert not np.all((sim.obs["donor"].to_numpy() == "d1")[idx].sum(axis=1) == 5)
+    assert before["X"].shape == sim.X.shape and "donor" in sim.obs
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda a: None, "not a column"),
+        (lambda a: a.obs.__setitem__("donor", "d1"), "single batch"),
+        (lambda a: a.obs.__setitem__("donor", ["d1"] * (a.n_obs - 3) + ["d2"] * 3), "too few"),
+        (lambda a: a.obs.__setitem__("donor", [None] + ["d1"] * (a.n_obs - 1)), "missing values"),
+    ],
+)
+def test_batch_key_errors_leave_adata_unchanged(sim, setup, message):
+    setup(sim)
+    before = snapshot(sim)
+    with pytest.raises((KeyError, ValueError), match=message):
+        scfuse.pp.build_graph(sim, n_neighbors=10, batch_key="donor", key_added="bal")
+    assert_unchanged(sim, before)

@@ -4,36 +4,25 @@ from __future__ import annotations
 
 import pytest
 from helpers import needs_data
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score
 
 import scfuse
 
-
-@needs_data
-def test_attentionae_baron_mouse1_defaults():
-    adata = scfuse.datasets.load("baron_mouse1")
-    truth = adata.obs.pop("cell_type")  # the model never sees the labels
-    scfuse.pp.build_graph(adata)
-    scfuse.tl.cluster(adata, method="attentionae", random_state=0, progress_bar=False)
-    ari = adjusted_rand_score(truth, adata.obs["attentionae"])
-    nmi = normalized_mutual_info_score(truth, adata.obs["attentionae"])
-    k = adata.uns["attentionae"]["n_clusters"]
-    # measured with these settings: ARI 0.81, NMI 0.88, 8 clusters (13 annotated types, 5 of them < 20 cells)
-    assert ari > 0.6 and nmi > 0.75, (ari, nmi, k)
-    assert 5 <= k <= 20
-
-
-# (method, dataset, n_clusters, measured ARI with these settings by benchmarks/run.py, seed 0)
-OTHER_METHODS = [
+# (method, dataset, n_clusters, ARI measured with exactly these settings: seed 0, one torch thread, 2026-12-03)
+METHODS = [
+    ("attentionae", "baron_mouse1", None, 0.802),
     ("scdefer", "baron_mouse1", None, 0.797),
-    ("scasdc", "baron_mouse2", None, 0.885),
+    ("scasdc", "baron_mouse2", None, 0.867),
     ("sccagn", "baron_mouse2", 13, 0.875),  # collapsed to 1 cluster before the latent rescaling
     ("scamac", "han_mouse_bladder_top2000", 16, 0.632),  # 0.460 with one clustering pass
 ]
+#: how far below the measured ARI a run may land: other library versions or CPUs sum in other orders, which
+#: moves single runs by a few hundredths; a broken component costs more (benchmarks/broken_components.py)
+MARGIN = 0.05
 
 
 @needs_data
-@pytest.mark.parametrize(("method", "dataset", "n_clusters", "measured"), OTHER_METHODS)
+@pytest.mark.parametrize(("method", "dataset", "n_clusters", "measured"), METHODS)
 def test_method_defaults_on_real_data(method, dataset, n_clusters, measured):
     adata = scfuse.datasets.load(dataset)
     truth = adata.obs.pop("cell_type")
@@ -47,6 +36,5 @@ def test_method_defaults_on_real_data(method, dataset, n_clusters, measured):
         scfuse.settings.n_threads = threads
     assert adata.uns[method]["params"]["torch_threads"] == 1
     ari = adjusted_rand_score(truth, adata.obs[method])
-    # a broken model (collapse, random labels) gives an ARI near 0; the margin allows for library-version noise
-    assert ari > measured - 0.2, (method, dataset, ari)
+    assert ari > measured - MARGIN, (method, dataset, ari, measured)
     assert adata.obs[method].nunique() >= 4

@@ -104,11 +104,14 @@ def _cluster(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     graph_method = methods[args.method].graph_method
     try:
-        scfuse.pp.build_graph(adata, method=graph_method, layer=layer, random_state=args.seed)
+        scfuse.pp.build_graph(
+            adata, method=graph_method, layer=layer, batch_key=args.batch_key, random_state=args.seed
+        )
         scfuse.tl.cluster(
             adata,
             args.method,
             n_clusters=args.n_clusters,
+            batch_key=args.batch_key,
             resolution=args.resolution,
             layer=layer,
             pretrain_epochs=args.pretrain_epochs,
@@ -189,6 +192,7 @@ def parser() -> argparse.ArgumentParser:
         "--n-clusters", type=_int_at_least(2, "number of clusters"), metavar="K", help="default: estimated"
     )
     c.add_argument("--layer", default="counts", help="layer with raw counts; X for adata.X (default: counts)")
+    c.add_argument("--batch-key", metavar="B", help="obs column naming each cell's sample: a batch-balanced graph")
     c.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     c.add_argument(
         "--resolution", type=_resolution, metavar="R", help="Leiden resolution when K is estimated, or 'scan'"

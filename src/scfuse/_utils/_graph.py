@@ -215,3 +215,35 @@ def sample_edges(
     cols = np.concatenate([pc, nc]).astype(np.int64)
     target = np.concatenate([np.ones(len(pr)), neg_t.astype(float)]).astype(np.float32)
     return rows, cols, target
+
+
+def batch_balanced_knn(
+    rep: np.ndarray, batches: np.ndarray, n_neighbors: int, *, metric: str, random_state: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx, dist)`` of a batch-balanced kNN: each cell's ``n_neighbors // n_batches`` (at least 1) nearest
+    cells in every batch (its own batch without itself), sorted by distance, as bbknn builds it; rows of
+    ``rep`` are cells, ``batches`` their batch codes ``0..n_batches-1``."""
+    n_batches = int(batches.max()) + 1
+    per = max(1, n_neighbors // n_batches)
+    idx = np.empty((rep.shape[0], per * n_batches), dtype=np.int64)
+    dist = np.empty(idx.shape, dtype=np.float32)
+    for b in range(n_batches):
+        members = np.flatnonzero(batches == b)
+        if members.size <= per:
+            raise ValueError(
+                f"Batch {b} has {members.size} cells, too few for {per} neighbours per batch; lower n_neighbors or "
+                "merge small batches."
+            )
+        # one extra neighbour, so that a cell of this batch can drop itself
+        i, d = knn_query(rep[members], rep, per + 1, metric=metric, random_state=random_state)
+        i = members[i]
+        is_self = i == np.arange(rep.shape[0])[:, None]
+        # drop the cell itself where found, else the furthest of the per + 1
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), per)
+        keep = np.ones(i.shape, dtype=bool)
+        keep[np.arange(i.shape[0]), drop] = False
+        cols = slice(b * per, (b + 1) * per)
+        idx[:, cols] = i[keep].reshape(-1, per)
+        dist[:, cols] = d[keep].reshape(-1, per)
+    order = np.argsort(dist, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)

@@ -118,3 +118,17 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
+
+
+def batch_codes(adata: AnnData, batch_key: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes ``0..n_batches-1`` of ``adata.obs[batch_key]`` and the batch names, with clear errors for a
+    missing column, missing values or a single batch."""
+    if not isinstance(batch_key, str) or batch_key not in adata.obs.columns:
+        raise KeyError(f"batch_key={batch_key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)}).")
+    col = adata.obs[batch_key]
+    if col.isna().any():
+        raise ValueError(f"adata.obs[{batch_key!r}] has missing values; every cell needs a batch.")
+    names, codes = np.unique(col.astype(str).to_numpy(), return_inverse=True)
+    if names.size < 2:
+        raise ValueError(f"adata.obs[{batch_key!r}] has a single batch ({names[0]!r}); leave batch_key=None.")
+    return codes.astype(np.int64), [str(v) for v in names]

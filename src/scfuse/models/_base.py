@@ -18,7 +18,7 @@ from scanpy import logging as logg
 from .._utils._device import resolve_device
 from .._utils._random import deterministic_algorithms, resolve_seed, seed_everything, torch_threads
 from .._utils._serialize import decode, encode
-from .._utils._validate import check_adata, check_n_clusters, check_positive_int, get_counts
+from .._utils._validate import batch_codes, check_adata, check_n_clusters, check_positive_int, get_counts
 from ._data import CellData, Preprocessor, get_graph, resolve_mask_var
 from ._trainer import show_progress
 
@@ -170,6 +170,7 @@ class FusionModel:
         obsp: str | None = None,
         n_top_genes: int | None = None,
         mask_var: str | np.ndarray | None = "highly_variable",
+        batch_key: str | None = None,
         random_state: int | None = 0,
         **hparams: Any,
     ) -> None:
@@ -191,12 +192,17 @@ class FusionModel:
         self.layer = layer
         self.neighbors_key = neighbors_key
         self.obsp = obsp
+        self.batch_key = batch_key
+        #: batch codes of the training cells (``None`` without ``batch_key``): the k scan's graph is balanced too
+        self.batches = batch_codes(adata, batch_key)[0] if batch_key is not None else None
         self.random_state = resolve_seed(random_state)
         if adata.n_obs < 10:
             raise ValueError(f"adata has {adata.n_obs} cells; at least 10 are needed to train a model.")
         counts, self.counts_source = get_counts(adata, layer)
         graph, self.graph_info = (
-            get_graph(adata, neighbors_key, obsp, weights=self.graph_method) if self.uses_graph else (None, {})
+            get_graph(adata, neighbors_key, obsp, weights=self.graph_method, batch_key=batch_key)
+            if self.uses_graph
+            else (None, {})
         )
         self.preprocessor = Preprocessor(
             n_top_genes=self.n_top_genes if n_top_genes is None else check_positive_int(n_top_genes, "n_top_genes", minimum=2),
@@ -266,7 +272,13 @@ class FusionModel:
                     "pass the training data."
                 )
             counts = self._aligned_counts(counts, names)
-        graph, info = get_graph(adata, self.neighbors_key, self.obsp, weights=self.graph_method) if self.uses_graph else (None, {})
+        # the training data (same_genes) is checked as at training; a query's own graph need not be balanced
+        batch_key = self.batch_key if same_genes else None
+        graph, info = (
+            get_graph(adata, self.neighbors_key, self.obsp, weights=self.graph_method, batch_key=batch_key)
+            if self.uses_graph
+            else (None, {})
+        )
         if same_genes:  # the training data (load): its graph's record, as after training
             self.graph_info = info
         return self._make_data(counts, graph)
@@ -438,6 +450,7 @@ class FusionModel:
             random_state=self.random_state,
             min_size=self.hparams.get("min_cluster_size", 1),
             given_k_start=self.hparams.get("given_k_start", "silhouette"),
+            batches=self.batches,
         )
         self.init_info = info
         self.n_clusters = centers.shape[0]
@@ -575,6 +588,7 @@ class FusionModel:
             "layer": self.layer,
             "neighbors_key": self.neighbors_key,
             "obsp": self.obsp,
+            "batch_key": self.batch_key,
             "random_state": self.random_state,
             **self.hparams,
         }
@@ -704,6 +718,8 @@ class FusionModel:
         self.layer = args["layer"]
         self.neighbors_key = args["neighbors_key"]
         self.obsp = args["obsp"]
+        self.batch_key = args.get("batch_key")  # files saved before batch_key have none
+        self.batches = None  # only the clustering start reads them
         self.random_state = args["random_state"]
         self.preprocessor = Preprocessor.from_state(state["preprocessor"])
         self.device = resolve_device(accelerator, devices)

@@ -143,17 +143,33 @@ def resolve_mask_var(adata: AnnData, mask_var) -> tuple[np.ndarray | None, str |
 
 
 def get_graph(
-    adata: AnnData, neighbors_key: str | None, obsp: str | None = None, *, weights: str | None = None
+    adata: AnnData,
+    neighbors_key: str | None,
+    obsp: str | None = None,
+    *,
+    weights: str | None = None,
+    batch_key: str | None = None,
 ) -> tuple[sp.csr_matrix, dict]:
     """The connectivities written by :func:`scfuse.pp.build_graph` (or ``sc.pp.neighbors``), checked, and a record.
 
     ``weights`` is the edge weighting the method was built for (``"gauss"``, ``"knn"`` or ``"umap"``). When the
     graph under ``neighbors_key`` records other weights (``uns[key]["params"]["method"]``), the method's weights
     are recomputed from the graph's stored kNN distances, with a warning; ``adata`` is not changed. The record says
-    which weights the model used.
+    which weights the model used. With ``batch_key``, the graph must have been built batch-balanced for that
+    column (``scfuse.pp.build_graph(adata, batch_key=...)``).
     """
     if obsp is not None and neighbors_key not in (None, "scfuse"):
         raise ValueError("Pass either obsp or neighbors_key, not both.")
+    if batch_key is not None:
+        key = neighbors_key or "neighbors"
+        built_for = adata.uns.get(key, {}).get("params", {}).get("batch_key") if obsp is None else None
+        if built_for != batch_key:
+            raise ValueError(
+                f"batch_key={batch_key!r} needs a batch-balanced graph: "
+                + (f"obsp={obsp!r} is not one scfuse can check. " if obsp is not None else
+                   f"the graph {key!r} was built " + ("without a batch_key. " if built_for is None else f"for batch_key={built_for!r}. "))
+                + f"Run scfuse.pp.build_graph(adata, batch_key={batch_key!r}, method=...) first."
+            )
     info: dict = {}
     if obsp is not None:
         if obsp not in adata.obsp:
@@ -173,6 +189,8 @@ def get_graph(
         conn = adata.obsp[ckey]
         built = adata.uns[key].get("params", {}).get("method")
         info["graph_weights"] = str(built) if built is not None else "unknown"
+        if batch_key is not None:
+            info["graph_batch_key"] = batch_key
         if "n_neighbors" in adata.uns[key].get("params", {}):
             info["graph_n_neighbors"] = int(adata.uns[key]["params"]["n_neighbors"])
         dkey = adata.uns[key].get("distances_key")

@@ -397,6 +397,7 @@ class ScCAGN(TwoStageModel):
             resolution=self.resolution,
             random_state=self.random_state,
             given_k_start=self.hparams["given_k_start"],
+            batches=self.batches,
         )[0]
         if len(np.unique(labels)) < 2:
             return -1.0

@@ -7,10 +7,10 @@ import scipy.sparse as sp
 from scanpy import logging as logg
 
 from .._keys import GraphKeys
-from .._utils._graph import binary_adjacency, gauss_weights, knn_search, knn_to_csr
+from .._utils._graph import batch_balanced_knn, binary_adjacency, gauss_weights, knn_search, knn_to_csr
 from .._utils._matrix import column_mean_var, zscore_pca
 from .._utils._random import resolve_seed
-from .._utils._validate import check_adata, check_finite, check_positive_int, looks_like_counts
+from .._utils._validate import batch_codes, check_adata, check_finite, check_positive_int, looks_like_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -112,6 +112,7 @@ def build_graph(
     n_neighbors: int = 15,
     *,
     method: GraphMethod = "gauss",
+    batch_key: str | None = None,
     use_rep: str | None = None,
     n_pcs: int = 50,
     metric: str = "cosine",
@@ -139,6 +140,11 @@ def build_graph(
         (``sigma_i`` = half the distance to the cell's furthest neighbour), symmetrised by the maximum.
         ``"knn"``: binary symmetrised kNN graph (scASDC, scDEFER, scCAGN). ``"umap"``: UMAP's fuzzy
         simplicial set, as :func:`scanpy.pp.neighbors`.
+    batch_key
+        Column of ``adata.obs`` naming each cell's sample (batch). When given, the graph is batch-balanced, as
+        bbknn builds it: each cell is joined to its ``n_neighbors // n_batches`` (at least 1) nearest cells in
+        every batch, so that cells of one type in different samples are neighbours even when the samples differ
+        in depth or chemistry. :func:`scfuse.tl.cluster` with the same ``batch_key`` requires such a graph.
     use_rep
         Key of ``adata.obsm`` (or ``"X"``) to search neighbours in. ``None`` uses ``obsm["X_pca"]`` when present,
         else computes a PCA of the z-scored log-normalised highly variable genes of ``layer`` on a copy and
@@ -194,6 +200,7 @@ def build_graph(
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"Layer {layer!r} not found in adata.layers (available: {list(adata.layers.keys())}).")
     seed = resolve_seed(random_state)
+    batches = batch_codes(adata, batch_key)[0] if batch_key is not None else None
     keys = GraphKeys("neighbors" if key_added == "neighbors" else key_added)
 
     # everything is computed before anything is written
@@ -217,11 +224,16 @@ def build_graph(
     rep = np.asarray(rep, dtype=np.float32)
     check_finite(rep, f"the representation {rep_key!r}")
 
-    idx, dist = knn_search(rep, n_neighbors, metric=metric, random_state=seed)
+    if batches is None:
+        idx, dist = knn_search(rep, n_neighbors, metric=metric, random_state=seed)
+    else:
+        idx, dist = batch_balanced_knn(rep, batches, n_neighbors, metric=metric, random_state=seed)
     distances = knn_to_csr(idx, dist, adata.n_obs)
     conn = edge_weights(idx, dist, method, metric=metric, random_state=seed)
 
     params = {"n_neighbors": n_neighbors, "method": method, "metric": metric, "random_state": seed, "use_rep": rep_key}
+    if batch_key is not None:
+        params.update(batch_key=batch_key, neighbors_per_batch=int(idx.shape[1] // (int(batches.max()) + 1)))
     if pca_to_write is not None:
         params["n_pcs"] = int(pca_to_write.shape[1])
         if layer is not None:

@@ -128,6 +128,7 @@ def cluster(
     key_added: str | None = None,
     n_top_genes: int | None = None,
     mask_var: str | np.ndarray | None = "highly_variable",
+    batch_key: str | None = None,
     max_epochs: int | None = None,
     pretrain_epochs: int | None = None,
     batch_size: int | None = None,
@@ -195,6 +196,15 @@ def cluster(
         ``"highly_variable"`` uses ``var["highly_variable"]`` when it exists (e.g. from
         :func:`scanpy.pp.highly_variable_genes`), else the method's own selection. Genes without counts in any
         cell are left out. The genes used are written to ``var[f"{key_added}_genes"]``.
+    batch_key
+        Column of ``adata.obs`` naming each cell's sample (donor, run, condition). Cells of several samples are
+        otherwise often clustered by sample. With ``batch_key`` the model trains on a batch-balanced graph,
+        which :func:`scfuse.pp.build_graph` builds with the same ``batch_key`` (an error says so when the graph
+        under ``neighbors_key`` is not one): every cell's graph neighbours come from every sample, so the graph
+        branch pulls cells of one type in different samples together. The Leiden graph of the embedding that
+        estimates k and starts the clustering stage is batch-balanced in the same way (so ``scamac``, which has
+        no cell graph, uses the batches there only). The count decoders do not take the batch as a covariate
+        yet. Recorded in ``uns[key_added]["params"]["batch_key"]``.
     max_epochs
         Maximum epochs of the clustering stage (method default when ``None``).
     pretrain_epochs
@@ -267,6 +277,7 @@ def cluster(
         obsp=obsp,
         n_top_genes=n_top_genes,
         mask_var=mask_var,
+        batch_key=batch_key,
         random_state=random_state,
         **method_kwargs,
     )
@@ -298,6 +309,7 @@ def cluster(
         "layer": model.counts_source if model.uses_counts else layer,
         "neighbors_key": neighbors_key,
         "obsp": obsp,
+        "batch_key": batch_key,
         **model.graph_info,
         "random_state": model.random_state,
         "n_top_genes": int(len(model.preprocessor.genes)),

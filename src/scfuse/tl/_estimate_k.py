@@ -11,20 +11,25 @@ def embedding_graph(
     n_kernel_neighbors: int | None = None,
     metric: str = "cosine",
     random_state: int = 0,
+    batches: np.ndarray | None = None,
 ):
     """The weighted kNN graph of an embedding on which every Leiden run of the k scan and of the clustering
     starts works (an :class:`igraph.Graph`; build it once per embedding and pass it on).
 
     Sparse (``n * n_neighbors`` edges): kernel weights as in :func:`scfuse.pp.build_graph` with
     ``method="gauss"``; the kNN is exact up to :data:`scfuse._utils._graph.EXACT_KNN_MAX_CELLS` cells and
-    approximate above.
+    approximate above. ``batches`` (batch codes of the cells): the kNN is batch-balanced, as the input graph
+    of :func:`scfuse.pp.build_graph` with a ``batch_key``.
     """
     import igraph as ig
 
-    from .._utils._graph import gauss_weights, knn_search
+    from .._utils._graph import batch_balanced_knn, gauss_weights, knn_search
 
     n = z.shape[0]
-    idx, dist = knn_search(z.astype(np.float32), min(n_neighbors, n - 1), metric=metric, random_state=random_state)
+    if batches is None:
+        idx, dist = knn_search(z.astype(np.float32), min(n_neighbors, n - 1), metric=metric, random_state=random_state)
+    else:
+        idx, dist = batch_balanced_knn(z.astype(np.float32), batches, n_neighbors, metric=metric, random_state=random_state)
     conn = sp.triu(gauss_weights(idx, dist, sigma_neighbor=n_kernel_neighbors), k=1).tocoo()
     g = ig.Graph(n=n, edges=np.column_stack([conn.row, conn.col]).tolist(), directed=False)
     g.es["weight"] = conn.data.astype(float).tolist()
@@ -117,6 +122,7 @@ def choose_resolution(
     random_state: int = 0,
     graph=None,
     rule: str = "silhouette",
+    batches: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, list[dict]]:
     """Leiden at each resolution of ``grid``; keep one partition by a label-free ``rule``.
 
@@ -129,14 +135,14 @@ def choose_resolution(
 
     The silhouette is computed on a fixed random subsample of at most ``max_cells`` cells, so the cost stays
     O(max_cells^2) whatever n. All resolutions run on one kNN graph of ``z`` (``graph``, from
-    :func:`embedding_graph`, built here when not given). Returns the chosen resolution, its labels and the
-    whole scan.
+    :func:`embedding_graph`, built here when not given, batch-balanced for ``batches``). Returns the chosen
+    resolution, its labels and the whole scan.
     """
     if rule not in K_RULES:
         raise ValueError(f"rule must be one of {K_RULES}, got {rule!r}.")
     sub = _subsample(z.shape[0], max_cells, random_state)
     if graph is None:
-        graph = embedding_graph(z, metric=metric, random_state=random_state)
+        graph = embedding_graph(z, metric=metric, random_state=random_state, batches=batches)
     scan, parts = [], []
     for res in sorted(grid):
         labels = leiden_on_embedding(resolution=res, graph=graph, random_state=random_state)
@@ -384,6 +390,7 @@ def initial_clusters(
     random_state: int = 0,
     min_size: int = 1,
     given_k_start: str = "silhouette",
+    batches: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Labels and centres that start the clustering stage, found without any ground truth.
 
@@ -393,15 +400,16 @@ def initial_clusters(
     ``given_k_start="silhouette"``: :func:`partition_with_k` (k-means or average linkage with cosine or Euclidean
     distances, by silhouette); with ``given_k_start="leiden"``: the Leiden communities found as without a k, split
     or merged to exactly that k by :func:`leiden_to_k`; with ``given_k_start="centres"``: all four of these
-    partitions, the one whose centres assign the cells best by :func:`start_by_assignment`. Also returns a record
-    of how the clusters were found.
+    partitions, the one whose centres assign the cells best by :func:`start_by_assignment`. ``batches`` (batch
+    codes of the cells, or ``None``): Leiden runs on a batch-balanced kNN graph of the embedding. Also returns a
+    record of how the clusters were found.
     """
     from sklearn.cluster import KMeans
 
     check_given_k_start(given_k_start)
     info: dict = {}
     if n_clusters is not None and given_k_start == "centres":
-        leiden, leiden_info = _leiden_start(z, resolution, random_state, min_size)
+        leiden, leiden_info = _leiden_start(z, resolution, random_state, min_size, batches)
         candidates = _partitions_with_k(z, n_clusters, random_state=random_state)
         candidates["leiden"], how = leiden_to_k(z, leiden, n_clusters, random_state=random_state)
         chosen, scores = start_by_assignment(z, candidates, random_state=random_state)
@@ -413,7 +421,7 @@ def initial_clusters(
             **scores,
         }
     elif n_clusters is None or given_k_start == "leiden":
-        labels, info = _leiden_start(z, resolution, random_state, min_size)
+        labels, info = _leiden_start(z, resolution, random_state, min_size, batches)
         if n_clusters is not None:
             k_leiden = int(np.unique(labels).size)
             labels, how = leiden_to_k(z, labels, n_clusters, random_state=random_state)
@@ -427,12 +435,12 @@ def initial_clusters(
 
 
 def _leiden_start(
-    z: np.ndarray, resolution: float | None, random_state: int, min_size: int
+    z: np.ndarray, resolution: float | None, random_state: int, min_size: int, batches: np.ndarray | None = None
 ) -> tuple[np.ndarray, dict]:
     """Leiden communities of the embedding at ``resolution`` (``None``: :func:`choose_resolution`), communities
     under ``min_size`` cells folded into the nearest one; and a record of the scan."""
     if resolution is None:
-        res, labels, scan = choose_resolution(z, random_state=random_state)
+        res, labels, scan = choose_resolution(z, random_state=random_state, batches=batches)
         info = {
             "resolution_chosen": res,
             "resolution_scan": [s["resolution"] for s in scan],
@@ -440,7 +448,8 @@ def _leiden_start(
             "silhouette_scan": [s["silhouette"] for s in scan],
         }
     else:
-        labels = leiden_on_embedding(z, resolution=resolution, random_state=random_state)
+        graph = embedding_graph(z, random_state=random_state, batches=batches)
+        labels = leiden_on_embedding(resolution=resolution, graph=graph, random_state=random_state)
         info = {"resolution_chosen": resolution}
     if min_size > 1:
         labels = _fold_small(z, labels, min_size)

@@ -1,0 +1,76 @@
+"""Do the tests notice a broken component? Runs the real-data tests with one part of every model broken.
+
+    python benchmarks/broken_components.py --break graph [-- extra pytest arguments]
+
+``--break graph``: the cell graph a model trains on has its rows shuffled (each cell is given the neighbours of
+another, random cell, same degrees and weights), as a misaligned graph would be; the graph branch then carries
+noise instead of structure. ``--break counts``: the counts of the ZINB loss are shuffled over cells (each cell
+reconstructs another cell's counts), as a misaligned count matrix would be.
+
+The tests (``tests/test_real_data.py`` by default) run unchanged with the break applied in-process through a
+pytest plugin; a test that fails has noticed the break. Labels only score, as in the tests themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BREAKS = ("graph", "counts")
+
+
+class BreakPlugin:
+    """Applies one break for the whole pytest session."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def pytest_sessionstart(self, session):
+        import scipy.sparse as sp
+
+        from scfuse.models import _base
+
+        if self.what == "graph":
+            original = _base.get_graph
+
+            def shuffled_graph(*args, **kwargs):
+                conn, info = original(*args, **kwargs)
+                perm = np.random.default_rng(0).permutation(conn.shape[0])
+                conn = sp.csr_matrix(conn)[perm]  # cell i gets the neighbour list of cell perm[i]
+                return sp.csr_matrix((conn + conn.T) / 2), info
+
+            _base.get_graph = shuffled_graph
+        elif self.what == "counts":
+            from scfuse.models import _data
+
+            original_transform = _data.Preprocessor.transform
+
+            def shuffled_counts(self, counts):
+                logx, raw, sf = original_transform(self, counts)
+                perm = np.random.default_rng(0).permutation(raw.shape[0])
+                return logx, raw[perm], sf[perm]
+
+            _data.Preprocessor.transform = shuffled_counts
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    import pytest
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--break", dest="what", choices=BREAKS, required=True)
+    ap.add_argument("pytest_args", nargs="*", default=None)
+    args = ap.parse_args(argv)
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tests"))
+    targets = args.pytest_args or [str(root / "tests" / "test_real_data.py"), "-q", "-p", "no:cacheprovider"]
+    return pytest.main(targets, plugins=[BreakPlugin(args.what)])
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "agg")
+    sys.exit(main())
