@@ -4,6 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 import scanpy as sc
+import scipy.sparse as sp
 from helpers import needs_data
 
 import scfuse
@@ -15,6 +16,8 @@ def test_simulate_counts():
     a = scfuse.datasets.simulate(200, 80, 4, random_state=5)
     b = scfuse.datasets.simulate(200, 80, 4, random_state=5)
     assert a.shape == (200, 80)
+    # sparse from the start: a million-cell simulation must not hold a dense cells x genes matrix
+    assert sp.isspmatrix_csr(a.X) and sp.isspmatrix_csr(a.layers["counts"])
     x = a.X.toarray()
     assert np.all(x >= 0) and np.all(x == np.round(x)) and np.all(x.sum(1) > 0)
     np.testing.assert_array_equal(x, b.X.toarray())

@@ -31,6 +31,7 @@ class AttentionAEModule(ClusterCenters):
         attention_dropout: float = 0.2,
         noise_std: float = 0.1,
         n_clusters: int | None = None,
+        n_covariates: int = 0,
     ) -> None:
         super().__init__()
         h1, h2 = hidden
@@ -43,7 +44,7 @@ class AttentionAEModule(ClusterCenters):
         self.att1 = NeighborAttention(h2, n_heads, dropout=attention_dropout)
         self.att2 = NeighborAttention(n_latent, n_heads, dropout=attention_dropout)
         self.decoder = nn.Sequential(nn.Linear(n_latent, h2), nn.ReLU(), nn.Linear(h2, h1), nn.ReLU())
-        self.zinb = ZINBHeads(h1, n_input, mean_range=(1e-5, 1e4), disp_range=(1e-4, 1e3))
+        self.zinb = ZINBHeads(h1, n_input, mean_range=(1e-5, 1e4), disp_range=(1e-4, 1e3), n_covariates=n_covariates)
         if n_clusters is not None:
             self.centers = nn.Parameter(torch.zeros(n_clusters, n_latent))
 
@@ -63,8 +64,8 @@ class AttentionAEModule(ClusterCenters):
         z = self.att2(g2, z, **kw) + z
         return z, g2
 
-    def decode(self, z: torch.Tensor):
-        return self.zinb(self.decoder(z))
+    def decode(self, z: torch.Tensor, covariates: torch.Tensor | None = None):
+        return self.zinb(self.decoder(z), covariates)
 
 
 @register
@@ -125,14 +126,14 @@ class AttentionAE(TwoStageModel):
 
     def _pretrain_loss(self, batch: Batch) -> torch.Tensor:
         z, g2 = self.module.encode(batch.x, batch.graph)
-        mean, disp, pi = self.module.decode(z)
+        mean, disp, pi = self.module.decode(z, batch.covariates)
         loss = zinb_nll(batch.counts, mean, disp, pi, batch.size_factors, eps=1e-6)
         return loss + self.hparams["graph_weight"] * self._graph_loss(batch, g2)
 
     def _cluster_loss(self, batch: Batch, p: torch.Tensor) -> torch.Tensor:
         z, g2 = self.module.encode(batch.x, batch.graph)
         q = soft_assign(z, self.module.centers)
-        mean, disp, pi = self.module.decode(z)
+        mean, disp, pi = self.module.decode(z, batch.covariates)
         h = self.hparams
         return (
             kl_batchmean(p, q)

@@ -212,6 +212,10 @@ class FusionModel:
         gene_mask, self.mask_var = resolve_mask_var(adata, mask_var)
         self.preprocessor.fit(counts, adata.var_names, gene_mask)
         self.data = self._make_data(counts, graph)
+        #: batch covariates of the count decoder (one-hot batch; 0 without batch_key or count decoder)
+        self.n_covariates = int(self.batches.max()) + 1 if self.batches is not None and self.uses_counts else 0
+        if self.n_covariates:
+            self.data.covariates = np.eye(self.n_covariates, dtype=np.float32)[self.batches]
         self.module: torch.nn.Module | None = None
         self.centers: np.ndarray | None = None
         self.n_clusters: int | None = None
@@ -731,6 +735,7 @@ class FusionModel:
         self.converged = state["converged"]
         self.train_params = state["train_params"]
         self.label_order = state["label_order"]
+        self.n_covariates = int(state["module_config"].get("n_covariates", 0))
         self.module = self._build_module(**state["module_config"]).to(self.device)
         self.module.load_state_dict(weights)
         self.module.eval()
@@ -749,6 +754,8 @@ class FusionModel:
         for name in self.module_hparams:
             config[name] = tuple(h[name]) if isinstance(h[name], list | tuple) else h[name]
         config["n_clusters"] = self.n_clusters
+        if self.n_covariates:
+            config["n_covariates"] = self.n_covariates
         return config
 
     def _build_module(self, **config) -> torch.nn.Module:

@@ -280,6 +280,7 @@ class Batch:
     size_factors: torch.Tensor | None
     graph: GraphView
     adj_binary: sp.csr_matrix  # binary adjacency among the batch cells (for sampled reconstruction pairs)
+    covariates: torch.Tensor | None = None  # one-hot batch of each cell, for a count decoder (batch_key)
 
 
 class CellData:
@@ -306,6 +307,8 @@ class CellData:
         self.logx = sp.csr_matrix(logx, dtype=np.float32)
         self.counts = None if counts is None else sp.csr_matrix(counts, dtype=np.float32)
         self.size_factors = size_factors
+        #: one-hot batch of each cell (``cells x n_batches``), read by count decoders; ``None`` without batch_key
+        self.covariates: np.ndarray | None = None
         self.to_input = to_input
         self.n, self.n_features = self.logx.shape
         self.chunk_size = chunk_size
@@ -359,6 +362,7 @@ class CellData:
             size_factors=None if self.size_factors is None else torch.from_numpy(self.size_factors[index]).to(device),
             graph=view,
             adj_binary=sp.csr_matrix(sub_b),
+            covariates=None if self.covariates is None else torch.from_numpy(self.covariates[index]).to(device),
         )
 
     def full_batch(self, device: torch.device) -> Batch:
@@ -371,6 +375,7 @@ class CellData:
             size_factors=None if self.size_factors is None else torch.from_numpy(self.size_factors).to(device),
             graph=self.full_view(device),
             adj_binary=self.binary,
+            covariates=None if self.covariates is None else torch.from_numpy(self.covariates).to(device),
         )
 
     def epoch_batches(self, batch_size: int, rng: np.random.Generator, *, neighbors_per_seed: int = 3):

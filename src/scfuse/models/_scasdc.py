@@ -43,6 +43,7 @@ class ScASDCModule(ClusterCenters):
         head_dims: tuple[int | None, int | None] = (125, None),
         alpha: float = 0.5,
         n_clusters: int | None = None,
+        n_covariates: int = 0,
     ) -> None:
         super().__init__()
         h1, h2, h3 = hidden
@@ -56,7 +57,7 @@ class ScASDCModule(ClusterCenters):
         self.dec2 = dense_block(h3, h2, batch_norm="before")
         self.dec3 = dense_block(h2, h1, batch_norm="before")
         self.x_bar = nn.Linear(h1, n_input)
-        self.zinb = ZINBHeads(h1, n_input, mean_range=(1e-5, 1e6), disp_range=(1e-4, 1e4))
+        self.zinb = ZINBHeads(h1, n_input, mean_range=(1e-5, 1e6), disp_range=(1e-4, 1e4), n_covariates=n_covariates)
         # GCN encoder with attention fusion
         self.gcn1 = GraphConv(n_input, h2)
         self.att1 = NeighborAttention(h2, n_heads, head_dim=head_dims[0], chunk_size=1024)
@@ -225,7 +226,7 @@ class ScASDC(TwoStageModel):
     }
 
     def _zinb(self, batch: Batch, ae: dict) -> torch.Tensor:
-        mean, disp, pi = self.module.zinb(ae["d3"])
+        mean, disp, pi = self.module.zinb(ae["d3"], batch.covariates)
         return zinb_nll(batch.counts, mean, disp, pi, batch.size_factors, eps=1e-10)
 
     def _pretrain_loss(self, batch: Batch) -> torch.Tensor:

@@ -48,6 +48,7 @@ class ScDEFERModule(ClusterCenters):
         sigma: float = 0.1,
         dropout: float = 0.01,
         n_clusters: int | None = None,
+        n_covariates: int = 0,
     ) -> None:
         super().__init__()
         h1, h2 = hidden
@@ -68,7 +69,7 @@ class ScDEFERModule(ClusterCenters):
             dense_block(n_latent, h2, batch_norm="before", dropout=dropout, bn_kwargs=bn),
             dense_block(h2, h1, batch_norm="before", dropout=dropout, bn_kwargs=bn),
         )
-        self.zinb = ZINBHeads(h1, n_input, mean_range=(1e-5, 1e6), disp_range=(1e-4, 1e4))
+        self.zinb = ZINBHeads(h1, n_input, mean_range=(1e-5, 1e6), disp_range=(1e-4, 1e4), n_covariates=n_covariates)
         if n_clusters is not None:
             self.centers = nn.Parameter(torch.zeros(n_clusters, n_latent))
 
@@ -86,8 +87,8 @@ class ScDEFERModule(ClusterCenters):
         z = self.fuse_alpha * neighbor_self_attention(zp, graph) + zp
         return {"z": z, "z_mlp": z_l, "z_graph": z_g}
 
-    def decode(self, z: torch.Tensor):
-        return self.zinb(self.decoder(z))
+    def decode(self, z: torch.Tensor, covariates: torch.Tensor | None = None):
+        return self.zinb(self.decoder(z), covariates)
 
 
 @register
@@ -206,7 +207,7 @@ class ScDEFER(TwoStageModel):
         return F.binary_cross_entropy_with_logits(*self._pair_logits(batch, z_g))
 
     def _zinb(self, batch: Batch, z: torch.Tensor) -> torch.Tensor:
-        mean, disp, pi = self.module.decode(z)
+        mean, disp, pi = self.module.decode(z, batch.covariates)
         return zinb_nll(batch.counts, mean, disp, pi, batch.size_factors, eps=1e-10)
 
     def _pretrain_loss(self, batch: Batch) -> torch.Tensor:

@@ -35,7 +35,12 @@ def zinb_nll(
 
 
 class ZINBHeads(nn.Module):
-    """Three linear heads from a decoder layer to the ZINB mean, inverse dispersion and dropout of each gene."""
+    """Three linear heads from a decoder layer to the ZINB mean, inverse dispersion and dropout of each gene.
+
+    ``n_covariates`` > 0: the heads also read a covariate vector of each cell (the one-hot batch), concatenated to
+    the decoder layer, as scVI's decoder reads the batch: the batch's own shifts of the counts are modelled by the
+    decoder instead of the embedding.
+    """
 
     def __init__(
         self,
@@ -44,15 +49,24 @@ class ZINBHeads(nn.Module):
         *,
         mean_range: tuple[float, float] = (1e-5, 1e6),
         disp_range: tuple[float, float] = (1e-4, 1e4),
+        n_covariates: int = 0,
     ) -> None:
         super().__init__()
+        self.n_covariates = int(n_covariates)
+        in_features += self.n_covariates
         self.mean = nn.Linear(in_features, n_genes)
         self.disp = nn.Linear(in_features, n_genes)
         self.pi = nn.Linear(in_features, n_genes)
         self.mean_range = mean_range
         self.disp_range = disp_range
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, h: torch.Tensor, covariates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.n_covariates:
+            if covariates is None:
+                raise ValueError("These ZINB heads were built with batch covariates; pass the cells' covariates.")
+            h = torch.cat([h, covariates], dim=1)
         mean = torch.clamp(torch.exp(torch.clamp(self.mean(h), max=30.0)), *self.mean_range)
         disp = torch.clamp(F.softplus(self.disp(h)), *self.disp_range)
         pi = torch.sigmoid(self.pi(h))

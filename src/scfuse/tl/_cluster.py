@@ -203,8 +203,10 @@ def cluster(
         under ``neighbors_key`` is not one): every cell's graph neighbours come from every sample, so the graph
         branch pulls cells of one type in different samples together. The Leiden graph of the embedding that
         estimates k and starts the clustering stage is batch-balanced in the same way (so ``scamac``, which has
-        no cell graph, uses the batches there only). The count decoders do not take the batch as a covariate
-        yet. Recorded in ``uns[key_added]["params"]["batch_key"]``.
+        no cell graph, uses the batches there only). The methods with a count decoder (``attentionae``,
+        ``scasdc``, ``scdefer``) also give its ZINB heads each cell's one-hot batch, as scVI's decoder reads it,
+        so that the decoder, not the embedding, models the samples' own shifts. New cells of any batch, a new one
+        included, are mapped by the encoder alone. Recorded in ``uns[key_added]["params"]["batch_key"]``.
     max_epochs
         Maximum epochs of the clustering stage (method default when ``None``).
     pretrain_epochs
