@@ -2,10 +2,12 @@
 
     python benchmarks/broken_components.py --break graph [-- extra pytest arguments]
 
-``--break graph``: the cell graph a model trains on has its rows shuffled (each cell is given the neighbours of
-another, random cell, same degrees and weights), as a misaligned graph would be; the graph branch then carries
-noise instead of structure. ``--break counts``: the counts of the ZINB loss are shuffled over cells (each cell
-reconstructs another cell's counts), as a misaligned count matrix would be.
+``--break graph``: the cell graph a model trains on (after any method-specific pruning) has its rows shuffled
+(each cell is given the neighbours of another, random cell), as a misaligned graph would be; the graph branch
+then carries noise instead of structure (``attentionae``, ``scasdc``, ``scdefer``, ``sccagn``; ``scamac`` has no
+cell graph). ``--break counts``: the counts of the ZINB loss are shuffled over cells (each cell reconstructs
+another cell's counts), as a misaligned count matrix would be (the three methods with a count decoder).
+``--break centres``: the fuzzy head's centre update of ``scamac`` keeps the old centres (a no-op update).
 
 The tests (``tests/test_real_data.py`` by default) run unchanged with the break applied in-process through a
 pytest plugin; a test that fails has noticed the break. Labels only score, as in the tests themselves.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-BREAKS = ("graph", "counts")
+BREAKS = ("graph", "counts", "centres")
 
 
 class BreakPlugin:
@@ -34,15 +36,16 @@ class BreakPlugin:
         from scfuse.models import _base
 
         if self.what == "graph":
-            original = _base.get_graph
+            original = _base.FusionModel._make_data
 
-            def shuffled_graph(*args, **kwargs):
-                conn, info = original(*args, **kwargs)
-                perm = np.random.default_rng(0).permutation(conn.shape[0])
-                conn = sp.csr_matrix(conn)[perm]  # cell i gets the neighbour list of cell perm[i]
-                return sp.csr_matrix((conn + conn.T) / 2), info
+            def shuffled_graph(model, counts, graph):
+                if graph is not None:
+                    perm = np.random.default_rng(0).permutation(graph.shape[0])
+                    graph = sp.csr_matrix(graph)[perm]  # cell i gets the neighbour list of cell perm[i]
+                    graph = sp.csr_matrix((graph + graph.T) / 2)
+                return original(model, counts, graph)
 
-            _base.get_graph = shuffled_graph
+            _base.FusionModel._make_data = shuffled_graph
         elif self.what == "counts":
             from scfuse.models import _data
 
@@ -54,6 +57,10 @@ class BreakPlugin:
                 return logx, raw[perm], sf[perm]
 
             _data.Preprocessor.transform = shuffled_counts
+        elif self.what == "centres":
+            from scfuse.nn import _fuzzy
+
+            _fuzzy.AdaptiveFuzzyKMeans.update_centers = staticmethod(lambda z, u, h, centers: centers)
 
 
 def main(argv=None) -> int:
@@ -67,7 +74,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root / "tests"))
-    targets = args.pytest_args or [str(root / "tests" / "test_real_data.py"), "-q", "-p", "no:cacheprovider"]
+    targets = args.pytest_args or [str(root / "tests" / "test_real_data.py"), "-q", "-rA", "-p", "no:cacheprovider"]
     return pytest.main(targets, plugins=[BreakPlugin(args.what)])
 
 
