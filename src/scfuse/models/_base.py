@@ -579,8 +579,10 @@ class FusionModel:
         return self._outputs(adata, graph=graph)["latent"]
 
     def predict(self, adata: AnnData | None = None, *, soft: bool = False, graph: str = "reference") -> np.ndarray:
-        """Cluster labels (``soft=False``) or soft assignments of the training cells or of new cells (``graph`` as
-        in :meth:`get_latent_representation`)."""
+        """Cluster labels or soft assignments of the training cells or of new cells.
+
+        ``soft=True`` gives the soft assignments; ``graph`` places new cells as in
+        :meth:`get_latent_representation`."""
         out = self._outputs(adata, graph=graph)
         return out["proba"] if soft else out["labels"]
 
