@@ -8,6 +8,9 @@ from sklearn.metrics import adjusted_rand_score
 
 import scfuse
 
+#: every test here trains on a real dataset for minutes; CI runs them (the README's command selects no marker)
+pytestmark = pytest.mark.slow
+
 # (method, dataset, n_clusters, ARI measured with exactly these settings: seed 0, one torch thread, 2026-12-03)
 METHODS = [
     ("attentionae", "baron_mouse1", None, 0.802),
