@@ -266,16 +266,7 @@ class FusionModel:
         if adata is None:
             return self.data
         check_adata(adata)
-        counts, _ = get_counts(adata, self.layer)
-        names = [str(v) for v in adata.var_names]
-        if names != self.preprocessor.var_names:
-            if same_genes:
-                raise ValueError(
-                    "adata.var_names differ from the genes the model was trained on "
-                    f"({adata.n_vars} vs {len(self.preprocessor.var_names)} genes, or another order); "
-                    "pass the training data."
-                )
-            counts = self._aligned_counts(counts, names)
+        counts = self._counts_of(adata, same_genes=same_genes)
         # the training data (same_genes) is checked as at training; a query's own graph need not be balanced
         batch_key = self.batch_key if same_genes else None
         graph, info = (
@@ -286,6 +277,21 @@ class FusionModel:
         if same_genes:  # the training data (load): its graph's record, as after training
             self.graph_info = info
         return self._make_data(counts, graph)
+
+    def _counts_of(self, adata: AnnData, *, same_genes: bool = False):
+        """The counts of ``adata`` in the model's gene order (:meth:`_aligned_counts`); ``same_genes`` refuses
+        other genes or another order instead of aligning them."""
+        counts, _ = get_counts(adata, self.layer)
+        names = [str(v) for v in adata.var_names]
+        if names == self.preprocessor.var_names:
+            return counts
+        if same_genes:
+            raise ValueError(
+                "adata.var_names differ from the genes the model was trained on "
+                f"({adata.n_vars} vs {len(self.preprocessor.var_names)} genes, or another order); "
+                "pass the training data."
+            )
+        return self._aligned_counts(counts, names)
 
     def _aligned_counts(self, counts, names: list[str]):
         """``counts`` with the training genes as columns, in the training order: genes of ``adata`` the model does
@@ -541,11 +547,7 @@ class FusionModel:
 
         from .._utils._graph import knn_query, query_edge_weights
 
-        counts, _ = get_counts(adata, self.layer)
-        names = [str(v) for v in adata.var_names]
-        if names != self.preprocessor.var_names:
-            counts = self._aligned_counts(counts, names)
-        logx, _, _ = self.preprocessor.transform(counts)
+        logx, _, _ = self.preprocessor.transform(self._counts_of(adata))
         mean, comps, ref_scores = self._reference_space()
         chunk = self.inference_chunk_size
         scores = np.vstack(
