@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import LABEL_KEY  # noqa: E402
+from run import LABEL_KEY
 
 DONORS = ("baron_mouse1", "baron_mouse2")
 
@@ -76,11 +76,13 @@ def scanpy_leiden(adata, seed: int, batch_key: str | None) -> np.ndarray:
         sc.pp.neighbors(a, n_neighbors=15, random_state=seed)
         key = "neighbors"
     else:
-        scfuse.pp.build_graph(a, method="umap", use_rep="X_pca", metric="euclidean", batch_key=batch_key,
-                              key_added="balanced")
+        scfuse.pp.build_graph(
+            a, method="umap", use_rep="X_pca", metric="euclidean", batch_key=batch_key, key_added="balanced"
+        )
         key = "balanced"
-    sc.tl.leiden(a, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, random_state=seed,
-                 neighbors_key=key)
+    sc.tl.leiden(
+        a, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, random_state=seed, neighbors_key=key
+    )
     return a.obs["leiden"].to_numpy()
 
 
@@ -102,9 +104,15 @@ def main(argv=None) -> None:
     rows = []
 
     def record(method, what, labels, truth_, batches=None, time_s=np.nan):
-        row = {"method": method, "what": what, "seed": args.seed, "ari": adjusted_rand_score(truth_, labels),
-               "n_clusters": int(pd.Series(labels).nunique()), "time_s": time_s,
-               "batch_entropy": batch_entropy(labels, batches) if batches is not None else np.nan}
+        row = {
+            "method": method,
+            "what": what,
+            "seed": args.seed,
+            "ari": adjusted_rand_score(truth_, labels),
+            "n_clusters": int(pd.Series(labels).nunique()),
+            "time_s": time_s,
+            "batch_entropy": batch_entropy(labels, batches) if batches is not None else np.nan,
+        }
         rows.append(row)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
         if args.out:

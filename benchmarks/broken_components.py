@@ -47,16 +47,16 @@ class BreakPlugin:
 
             _base.FusionModel._make_data = shuffled_graph
         elif self.what == "counts":
-            from scfuse.models import _data
+            from scfuse.models import _preprocess
 
-            original_transform = _data.Preprocessor.transform
+            original_transform = _preprocess.Preprocessor.transform
 
             def shuffled_counts(self, counts):
                 logx, raw, sf = original_transform(self, counts)
                 perm = np.random.default_rng(0).permutation(raw.shape[0])
                 return logx, raw[perm], sf[perm]
 
-            _data.Preprocessor.transform = shuffled_counts
+            _preprocess.Preprocessor.transform = shuffled_counts
         elif self.what == "centres":
             from scfuse.nn import _fuzzy
 

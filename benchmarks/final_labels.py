@@ -10,7 +10,7 @@ Each run is ``scfuse.tl.cluster`` with the method's defaults and k estimated. Ro
 - ``start``: the partition the clustering stage started from (Leiden on the pretrained embedding at the resolution
   the method's rule picks, or the fixed resolution of a method that has one);
 - ``final_scan``: Leiden on a kNN graph of the final embedding at the resolution
-  :func:`scfuse.tl._estimate_k.choose_resolution` picks (the label-free scan, no labels);
+  :func:`scfuse._utils._estimate_k.choose_resolution` picks (the label-free scan, no labels);
 - ``final_best``: Leiden on the final embedding at the resolution of 0.05-2.0 with the best ARI (reads the labels:
   an upper bound of the representation).
 
@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-import scenarios  # noqa: E402
-from run import LABEL_KEY  # noqa: E402
-from starts import BEST_GRID, leiden_scan  # noqa: E402
+import scenarios
+from run import LABEL_KEY
+from starts import BEST_GRID, leiden_scan
 
 
 def fit(adata, method: str, seed: int, cache: Path) -> dict[str, np.ndarray]:
@@ -78,7 +78,7 @@ def fit(adata, method: str, seed: int, cache: Path) -> dict[str, np.ndarray]:
 
 def main(argv=None) -> None:
     import scfuse
-    from scfuse.tl import _estimate_k as ek
+    from scfuse._utils import _estimate_k as ek
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", default=["attentionae"])
@@ -105,20 +105,36 @@ def main(argv=None) -> None:
                     "start": run["start"],
                     "final_scan": ek.choose_resolution(run["z"], metric="cosine", random_state=seed, graph=graph)[1],
                 }
-                base = dict(method=method, dataset=name, seed=seed, true_k=int(pd.Series(truth).nunique()),
-                            time_s=float(run["time_s"]))
+                base = {
+                    "method": method,
+                    "dataset": name,
+                    "seed": seed,
+                    "true_k": int(pd.Series(truth).nunique()),
+                    "time_s": float(run["time_s"]),
+                }
                 for what, lab in labels.items():
-                    rows.append({**base, "what": what, "ari": adjusted_rand_score(truth, lab),
-                                 "n_clusters": int(np.unique(lab).size)})
+                    rows.append(
+                        {
+                            **base,
+                            "what": what,
+                            "ari": adjusted_rand_score(truth, lab),
+                            "n_clusters": int(np.unique(lab).size),
+                        }
+                    )
                 best = max(adjusted_rand_score(truth, lab) for lab in leiden_scan(graph, BEST_GRID, seed).values())
                 rows.append({**base, "what": "final_best", "ari": best, "n_clusters": np.nan})
                 done = rows[-4:]
-                print(f"{name:28s} seed={seed} {method:12s} "
-                      + " ".join(f"{r['what']}={r['ari']:.3f}({r['n_clusters']})" for r in done), flush=True)
+                print(
+                    f"{name:28s} seed={seed} {method:12s} "
+                    + " ".join(f"{r['what']}={r['ari']:.3f}({r['n_clusters']})" for r in done),
+                    flush=True,
+                )
                 if args.out:
                     pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)
     df = pd.DataFrame(rows)
-    print(df.pivot_table(index=["method", "what"], columns="dataset", values="ari", aggfunc="mean").round(3).to_string())
+    print(
+        df.pivot_table(index=["method", "what"], columns="dataset", values="ari", aggfunc="mean").round(3).to_string()
+    )
 
 
 if __name__ == "__main__":

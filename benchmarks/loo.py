@@ -25,12 +25,22 @@ def leave_one_out(df: pd.DataFrame, variant: str, candidates: list[str] | None =
     rows = []
     for held in means.columns:
         chosen = means.drop(columns=held).mean(axis=1).idxmax()
-        rows.append({"held_out": held, "chosen_on_others": chosen, "ari_held_out": means.loc[chosen, held],
-                     "in_sample_choice": in_sample, "ari_in_sample_choice": means.loc[in_sample, held],
-                     **{f"ari[{c}]": means.loc[c, held] for c in means.index}})
+        rows.append(
+            {
+                "held_out": held,
+                "chosen_on_others": chosen,
+                "ari_held_out": means.loc[chosen, held],
+                "in_sample_choice": in_sample,
+                "ari_in_sample_choice": means.loc[in_sample, held],
+                **{f"ari[{c}]": means.loc[c, held] for c in means.index},
+            }
+        )
     table = pd.DataFrame(rows)
-    summary = {"in_sample_choice": in_sample, "in_sample_mean": float(means.loc[in_sample].mean()),
-               "leave_one_out_mean": float(table["ari_held_out"].mean())}
+    summary = {
+        "in_sample_choice": in_sample,
+        "in_sample_mean": float(means.loc[in_sample].mean()),
+        "leave_one_out_mean": float(table["ari_held_out"].mean()),
+    }
     return table, summary
 
 
@@ -47,8 +57,10 @@ def main(argv=None) -> None:
         df = df[df[col].astype(str) == val]
     table, summary = leave_one_out(df, args.variant, args.candidates)
     print(table.round(3).to_markdown(index=False))
-    print(f"\nin-sample choice {summary['in_sample_choice']}: mean ARI {summary['in_sample_mean']:.3f}; "
-          f"leave-one-dataset-out mean {summary['leave_one_out_mean']:.3f}")
+    print(
+        f"\nin-sample choice {summary['in_sample_choice']}: mean ARI {summary['in_sample_mean']:.3f}; "
+        f"leave-one-dataset-out mean {summary['leave_one_out_mean']:.3f}"
+    )
 
 
 if __name__ == "__main__":

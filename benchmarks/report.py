@@ -1,6 +1,6 @@
 """Markdown tables from the harness's TSV files (benchmarks/results/*.tsv), for docs/benchmarks.md.
 
-    python benchmarks/report.py benchmarks/results/*.tsv
+python benchmarks/report.py benchmarks/results/*.tsv
 """
 
 from __future__ import annotations

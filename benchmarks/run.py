@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _memory import PeakMemory  # noqa: E402
-import scenarios  # noqa: E402
+import scenarios
+from _memory import PeakMemory
 
 LABEL_KEY = "cell_type"
 
@@ -90,15 +90,24 @@ def run_scanpy(adata, seed: int, true_k: int) -> list[dict]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from scfuse.tl._estimate_k import choose_resolution, leiden_on_embedding
+    from scfuse._utils._estimate_k import choose_resolution, leiden_on_embedding
 
     truth = adata.obs[LABEL_KEY]
     rows = []
 
     def add(method, k_mode, pred, seconds, pm):
         ari, nmi = scores(truth, pred)
-        rows.append(dict(method=method, k_mode=k_mode, ari=ari, nmi=nmi, n_clusters=len(set(pred)),
-                         time_s=seconds, peak_gb=pm.peak_gb))
+        rows.append(
+            {
+                "method": method,
+                "k_mode": k_mode,
+                "ari": ari,
+                "nmi": nmi,
+                "n_clusters": len(set(pred)),
+                "time_s": seconds,
+                "peak_gb": pm.peak_gb,
+            }
+        )
 
     t0 = time.perf_counter()
     with PeakMemory() as pm:
@@ -112,18 +121,26 @@ def run_scanpy(adata, seed: int, true_k: int) -> list[dict]:
         add("leiden_scfuse_rule", "estimated", pred, t_pre + time.perf_counter() - t1, pm)
         t1 = time.perf_counter()
         graph = _scanpy_igraph(a)
-        _, pred, _ = choose_resolution(pca, grid=BASELINE_GRID, rule="silhouette_max", metric="euclidean",
-                                       random_state=seed, graph=graph)
+        _, pred, _ = choose_resolution(
+            pca, grid=BASELINE_GRID, rule="silhouette_max", metric="euclidean", random_state=seed, graph=graph
+        )
         add("leiden_silhouette", "estimated", pred, t_pre + time.perf_counter() - t1, pm)
         t1 = time.perf_counter()
         add("leiden_true_k", "true_k", leiden_to_true_k(a, true_k, seed), t_pre + time.perf_counter() - t1, pm)
         t1 = time.perf_counter()
-        add("pca_kmeans", "true_k", KMeans(true_k, n_init=10, random_state=seed).fit_predict(pca),
-            t_pre + time.perf_counter() - t1, pm)
+        add(
+            "pca_kmeans",
+            "true_k",
+            KMeans(true_k, n_init=10, random_state=seed).fit_predict(pca),
+            t_pre + time.perf_counter() - t1,
+            pm,
+        )
         t1 = time.perf_counter()
         # the same partitions as leiden_silhouette chooses from, so the bound holds for that rule
-        best = max((leiden_on_embedding(resolution=r, graph=graph, random_state=seed) for r in BASELINE_GRID),
-                   key=lambda p: adjusted_rand_score(truth, p))
+        best = max(
+            (leiden_on_embedding(resolution=r, graph=graph, random_state=seed) for r in BASELINE_GRID),
+            key=lambda p: adjusted_rand_score(truth, p),
+        )
         add("leiden_best_ari", "reads_labels", best, t_pre + time.perf_counter() - t1, pm)
     return rows
 
@@ -152,10 +169,17 @@ def run_method(adata, method: str, seed: int, n_clusters, extra: dict) -> dict:
     pred = a.obs[method].to_numpy()
     ari, nmi = scores(adata.obs[LABEL_KEY], pred)
     p = a.uns[method]["params"]
-    return dict(method=method, k_mode="estimated" if n_clusters is None else "true_k", ari=ari, nmi=nmi,
-                n_clusters=int(p["n_clusters"]), time_s=elapsed, peak_gb=pm.peak_gb,
-                epochs=f"{p.get('pretrain_epochs_trained', '')}+{p.get('cluster_epochs_trained', '')}",
-                converged=a.uns[method]["converged"])
+    return {
+        "method": method,
+        "k_mode": "estimated" if n_clusters is None else "true_k",
+        "ari": ari,
+        "nmi": nmi,
+        "n_clusters": int(p["n_clusters"]),
+        "time_s": elapsed,
+        "peak_gb": pm.peak_gb,
+        "epochs": f"{p.get('pretrain_epochs_trained', '')}+{p.get('cluster_epochs_trained', '')}",
+        "converged": a.uns[method]["converged"],
+    }
 
 
 def main(argv=None) -> None:
@@ -212,8 +236,15 @@ def main(argv=None) -> None:
     df = pd.DataFrame(rows)
     summary = (
         df.groupby(["method", "k_mode", "dataset"])
-        .agg(ari=("ari", "mean"), ari_sd=("ari", "std"), nmi=("nmi", "mean"), k=("n_clusters", "mean"),
-             time_s=("time_s", "mean"), peak_gb=("peak_gb", "max"), runs=("seed", "count"))
+        .agg(
+            ari=("ari", "mean"),
+            ari_sd=("ari", "std"),
+            nmi=("nmi", "mean"),
+            k=("n_clusters", "mean"),
+            time_s=("time_s", "mean"),
+            peak_gb=("peak_gb", "max"),
+            runs=("seed", "count"),
+        )
         .round(3)
     )
     print("\nMeans over seeds per dataset\n" + summary.to_string())

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _memory import PeakMemory  # noqa: E402
+from _memory import PeakMemory
 
 
 def _phase(rows: list, name: str, fn):
@@ -90,7 +90,9 @@ def main(argv=None) -> None:
             lambda: scfuse.tl.cluster(adata, args.method, accelerator=args.accelerator, progress_bar=False),
         )
         rec = adata.uns[args.method]
-        rows[-1].update(ari=round(adjusted_rand_score(truth, adata.obs[args.method].to_numpy()), 3), k=rec["n_clusters"])
+        rows[-1].update(
+            ari=round(adjusted_rand_score(truth, adata.obs[args.method].to_numpy()), 3), k=rec["n_clusters"]
+        )
     times = {r["phase"]: r["time_s"] for r in rows}
     ratio = (
         (times["scfuse build_graph"] + times["scfuse cluster"]) / times["scanpy pipeline"]

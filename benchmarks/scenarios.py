@@ -9,7 +9,7 @@ from __future__ import annotations
 
 LABEL_KEY = "cell_type"
 
-_COMMON = dict(n_genes=1000, de_prob=0.1)
+_COMMON = {"n_genes": 1000, "de_prob": 0.1}
 SCENARIOS: dict[str, dict] = {
     "sim_rare_types": dict(n_cells=3000, n_groups=6, group_sizes=[30, 30, 20, 17, 1.5, 1.5], **_COMMON),
     "sim_nested_subtypes": dict(n_cells=3000, n_groups=3, n_subgroups=3, **_COMMON),

@@ -9,7 +9,7 @@ scanpy's pipeline it records, per dataset and seed:
 
 - ``kmeans_true_k``: k-means with the true k (reads the number of labels);
 - ``leiden_best``: Leiden at the resolution of 0.05-2.0 with the best ARI (reads the labels: an upper bound);
-- one row per label-free k rule (``--rules``, those of :func:`scfuse.tl._estimate_k.choose_resolution`) and per
+- one row per label-free k rule (``--rules``, those of :func:`scfuse._utils._estimate_k.choose_resolution`) and per
   fixed resolution (``--resolutions``): the number of clusters of the Leiden partition it starts from and its
   ARI. All run on one kNN graph of the embedding, as in scfuse;
 - one row per start with the true k (``--given-k-rules``, values of ``given_k_start``): ``given_k_<rule>``.
@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-import scenarios  # noqa: E402
-from run import LABEL_KEY, scanpy_pca  # noqa: E402
+import scenarios
+from run import LABEL_KEY, scanpy_pca
 
 #: resolutions of the label-reading upper bound (as in ../shared/BENCHMARKING.md)
 BEST_GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
@@ -76,7 +76,7 @@ def start_embedding(adata, method: str, seed: int, cache: Path) -> np.ndarray:
 
 
 def leiden_scan(graph, grid, seed: int) -> dict[float, np.ndarray]:
-    from scfuse.tl._estimate_k import leiden_on_embedding
+    from scfuse._utils._estimate_k import leiden_on_embedding
 
     return {r: leiden_on_embedding(resolution=r, graph=graph, random_state=seed) for r in grid}
 
@@ -92,7 +92,7 @@ def diagnostics(z: np.ndarray, truth, true_k: int, seed: int, graph) -> dict:
 
 def main(argv=None) -> None:
     import scfuse
-    from scfuse.tl import _estimate_k as ek
+    from scfuse._utils import _estimate_k as ek
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="*", default=["attentionae"])
@@ -100,8 +100,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--rules", nargs="+", default=list(ek.K_RULES))
     ap.add_argument("--resolutions", nargs="*", type=float, default=[0.5, 1.0], help="fixed resolutions too")
-    ap.add_argument("--given-k-rules", nargs="*", default=["leiden", "silhouette", "centres"],
-                    help="starts with the true k (given_k_start values), rows given_k_<rule>")
+    ap.add_argument(
+        "--given-k-rules",
+        nargs="*",
+        default=["leiden", "silhouette", "centres"],
+        help="starts with the true k (given_k_start values), rows given_k_<rule>",
+    )
     ap.add_argument("--no-pca", action="store_true", help="skip the PCA rows")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default="benchmarks/cache", help="folder for the start embeddings (.npz)")
@@ -126,26 +130,40 @@ def main(argv=None) -> None:
                 else:
                     z, metric = start_embedding(adata, rep, seed, Path(args.cache)), "cosine"
                 graph = ek.embedding_graph(z, metric=metric, random_state=seed)
-                base = dict(rep=rep, dataset=name, seed=seed, true_k=true_k)
+                base = {"rep": rep, "dataset": name, "seed": seed, "true_k": true_k}
                 for what, ari in diagnostics(z, truth, true_k, seed, graph).items():
                     rows.append({**base, "what": what, "ari": ari, "n_clusters": np.nan})
-                starts = {rule: ek.choose_resolution(z, metric=metric, random_state=seed, graph=graph, rule=rule)[1]
-                          for rule in args.rules}
+                starts = {
+                    rule: ek.choose_resolution(z, metric=metric, random_state=seed, graph=graph, rule=rule)[1]
+                    for rule in args.rules
+                }
                 for res in args.resolutions:
-                    starts[f"resolution_{res:g}"] = ek.leiden_on_embedding(resolution=res, graph=graph,
-                                                                           random_state=seed)
+                    starts[f"resolution_{res:g}"] = ek.leiden_on_embedding(
+                        resolution=res, graph=graph, random_state=seed
+                    )
                 if rep != "pca":
                     for rule in args.given_k_rules:
                         starts[f"given_k_{rule}"] = ek.initial_clusters(
                             z, true_k, given_k_start=rule, random_state=seed
                         )[0]
                 for what, labels in starts.items():
-                    rows.append({**base, "what": what, "ari": adjusted_rand_score(truth, labels),
-                                 "n_clusters": int(np.unique(labels).size)})
+                    rows.append(
+                        {
+                            **base,
+                            "what": what,
+                            "ari": adjusted_rand_score(truth, labels),
+                            "n_clusters": int(np.unique(labels).size),
+                        }
+                    )
                 done = [r for r in rows if r["rep"] == rep and r["dataset"] == name and r["seed"] == seed]
-                print(f"{name:28s} seed={seed} {rep:12s} {time.perf_counter() - t0:6.1f}s "
-                      + " ".join(f"{r['what']}={r['ari']:.3f}" + ("" if np.isnan(r["n_clusters"]) else
-                                 f"({r['n_clusters']})") for r in done), flush=True)
+                print(
+                    f"{name:28s} seed={seed} {rep:12s} {time.perf_counter() - t0:6.1f}s "
+                    + " ".join(
+                        f"{r['what']}={r['ari']:.3f}" + ("" if np.isnan(r["n_clusters"]) else f"({r['n_clusters']})")
+                        for r in done
+                    ),
+                    flush=True,
+                )
                 if args.out:
                     pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)
     df = pd.DataFrame(rows)
