@@ -42,6 +42,7 @@ extensions = [
     "sphinx_autodoc_typehints",
     "sphinxcontrib.bibtex",
     "offline_xref",
+    "method_table",
 ]
 
 templates_path = ["_templates"]

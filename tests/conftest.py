@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "agg")
 os.environ.setdefault("SCFUSE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-import scfuse  # noqa: E402
+import scfuse
 
 scfuse.settings.progress_bar = False
 from helpers import FAST  # noqa: E402

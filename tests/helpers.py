@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("SCFUSE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
-import scfuse  # noqa: E402
+import scfuse
 
 FAST = {"pretrain_epochs": 3, "max_epochs": 2, "progress_bar": False}
 

@@ -53,11 +53,11 @@ def test_n_threads_setting_pins_and_restores_torch_threads(sim, monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the count the pinned run must not use
     seen = []
-    from scfuse.tl import _estimate_k
+    from scfuse.models import _base
 
-    orig = _estimate_k.initial_clusters
+    orig = _base.initial_clusters
     monkeypatch.setattr(
-        _estimate_k, "initial_clusters", lambda *a, **k: seen.append(torch.get_num_threads()) or orig(*a, **k)
+        _base, "initial_clusters", lambda *a, **k: seen.append(torch.get_num_threads()) or orig(*a, **k)
     )
     monkeypatch.setattr(scfuse.settings, "_n_threads", 1)
     try:
@@ -215,7 +215,7 @@ def test_error_unknown_layer_and_graph(sim):
 
 
 def test_error_graph_size_mismatch(sim):
-    from scfuse.models._data import get_graph
+    from scfuse.models._graph import get_graph
 
     class Stale:  # an object whose graph does not match its cells (anndata itself refuses such an obsp)
         n_obs = sim.n_obs
@@ -239,10 +239,10 @@ def test_error_too_few_cells_and_bad_k(sim):
 def test_error_nan_loss_names_phase_and_epoch(sim, monkeypatch):
     from scfuse.models import AttentionAE
 
-    def nan_loss(self, batch):
-        return torch.tensor(float("nan"), requires_grad=True)
+    def nan_loss(self, batch, targets, phase):
+        return {"loss": torch.tensor(float("nan"), requires_grad=True)}
 
-    monkeypatch.setattr(AttentionAE, "_pretrain_loss", nan_loss)
+    monkeypatch.setattr(AttentionAE, "_loss", nan_loss)
     _expect_error(sim, TrainingError, "pretraining loss became nan at epoch 1")
 
 
@@ -250,15 +250,15 @@ def test_interrupt_leaves_adata_unchanged(sim, monkeypatch):
     from scfuse.models import AttentionAE
 
     calls = {"n": 0}
-    original = AttentionAE._cluster_loss
+    original = AttentionAE._loss
 
-    def interrupted(self, batch, p):
-        calls["n"] += 1
+    def interrupted(self, batch, targets, phase):
+        calls["n"] += phase == "cluster"
         if calls["n"] > 1:
             raise KeyboardInterrupt
-        return original(self, batch, p)
+        return original(self, batch, targets, phase)
 
-    monkeypatch.setattr(AttentionAE, "_cluster_loss", interrupted)
+    monkeypatch.setattr(AttentionAE, "_loss", interrupted)
     _expect_error(sim, KeyboardInterrupt, None)
 
 
@@ -277,7 +277,7 @@ def test_failed_write_leaves_adata_as_before(clustered_base, key):
     from scfuse.tl._cluster import write_results
 
     adata, model = clustered_base[0].copy(), clustered_base[1]
-    model._results = dict(model._outputs(None), latent=model._outputs(None)["latent"] + 1.0)  # new values
+    model._results = dict(model.outputs(None), latent=model.outputs(None)["latent"] + 1.0)  # new values
     adata.uns = _FailingUns(adata.uns)
     adata.layers[f"{key}_reconstruction"] = np.zeros(adata.shape, dtype=np.float32)
     snap = snapshot(adata)
@@ -338,7 +338,7 @@ def test_mask_var_highly_variable_is_used(sim):
 def test_batch_key_every_method(sim, method):
     """Every method trains with batch_key on a batch-balanced graph and records it; a graph that is not balanced
     for that key is refused before training, leaving adata as it was."""
-    from scfuse.tl import _estimate_k
+    from scfuse._utils import _estimate_k
 
     sim.obs["donor"] = np.where(np.arange(sim.n_obs) % 2 == 0, "d1", "d2")
     klass = scfuse.models.get_model_class(method)

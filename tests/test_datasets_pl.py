@@ -35,7 +35,7 @@ def test_simulate_nested_and_unequal_libraries():
     assert (a.obs["group"].astype(str).str.split(".").str[0] == a.obs["parent_group"].astype(str)).all()
     lib = np.asarray(a.X.sum(axis=1)).ravel()
     narrow = np.asarray(scfuse.datasets.simulate(900, 150, 3, random_state=2).X.sum(axis=1)).ravel()
-    spread = lambda x: np.percentile(x, 95) / np.percentile(x, 5)  # noqa: E731
+    spread = lambda x: np.percentile(x, 95) / np.percentile(x, 5)
     assert spread(lib) > 3 * spread(narrow)
     with pytest.raises(ValueError, match="library_sd"):
         scfuse.datasets.simulate(100, 50, 2, library_sd=-1)
@@ -77,7 +77,9 @@ def test_plots(clustered_base):
     scfuse.pl.embedding(adata, "attentionae", show=False)
     assert not np.array_equal(adata.obsm["X_attentionae_umap"], first)
     fig = scfuse.pl.history(adata, "attentionae", show=False, return_fig=True)
-    assert len(fig.axes) == len(adata.uns["attentionae"]["history"])
+    # one panel per phase's losses (the total and each term as curves) and one for the label changes
+    assert [ax.get_title() for ax in fig.axes] == ["pretrain loss", "cluster loss", "cluster delta label"]
+    assert len(fig.axes[1].lines) == 4  # loss, kl, zinb, graph
     fig2 = scfuse.pl.cluster_proba(adata, "attentionae", show=False, return_fig=True)
     assert fig2 is not None
     with pytest.raises(KeyError):

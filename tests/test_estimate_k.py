@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from scfuse.tl._estimate_k import (
+from scfuse._utils._estimate_k import (
     average_linkage,
     choose_resolution,
     initial_clusters,
@@ -67,7 +67,7 @@ def test_initial_clusters_centres_and_record(k):
 
 
 def test_leiden_to_k_splits_off_the_most_separated_groups():
-    from scfuse.tl._estimate_k import leiden_to_k
+    from scfuse._utils._estimate_k import leiden_to_k
 
     # a coarse partition that lumps the three rare groups into the second large one
     z, y = _blobs([600, 500, 12, 10, 8], seed=3)
@@ -81,7 +81,7 @@ def test_leiden_to_k_splits_off_the_most_separated_groups():
 
 
 def test_leiden_to_k_merges_the_closest_communities():
-    from scfuse.tl._estimate_k import leiden_to_k
+    from scfuse._utils._estimate_k import leiden_to_k
 
     z, y = _blobs([300, 300, 300], seed=4)
     fine = y * 2 + (np.arange(len(y)) % 2)  # each group cut in two halves
@@ -125,7 +125,7 @@ def test_start_by_assignment_scores_what_the_centres_assign():
 
 
 def test_small_communities_fold_into_the_nearest_large_one():
-    from scfuse.tl._estimate_k import _fold_small
+    from scfuse._utils._estimate_k import _fold_small
 
     z, y = _blobs([200, 150, 100], seed=3)
     labels = y.copy()
@@ -149,14 +149,16 @@ def test_initial_clusters_centres_start_gives_exactly_k():
 def test_silhouette_from_distances_matches_sklearn():
     from sklearn.metrics import pairwise_distances, silhouette_score
 
-    from scfuse.tl._estimate_k import _silhouette_from_distances
+    from scfuse._utils._estimate_k import _silhouette_from_distances
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(300, 6))
     labels = rng.integers(0, 4, 300)
     labels[0] = 9  # a cluster of one cell scores 0
     d = pairwise_distances(z, metric="cosine")
-    assert _silhouette_from_distances(d, labels) == pytest.approx(silhouette_score(z, labels, metric="cosine"), abs=1e-6)
+    assert _silhouette_from_distances(d, labels) == pytest.approx(
+        silhouette_score(z, labels, metric="cosine"), abs=1e-6
+    )
 
 
 def test_scan_builds_one_knn(monkeypatch):

@@ -58,7 +58,7 @@ def test_load_errors(sim, tmp_path):
 def test_predict_aligns_genes_by_name(sim, monkeypatch):
     """New cells' genes are matched by name: another order gives the same result, extra genes are dropped,
     missing ones are zero with a warning giving the share of the model's genes."""
-    from scfuse.models import _base
+    from scfuse.models import _mapping
 
     _, model = scfuse.tl.cluster(sim, return_model=True, **FAST)
     expected = model.get_latent_representation(sim)
@@ -75,7 +75,7 @@ def test_predict_aligns_genes_by_name(sim, monkeypatch):
         more.obsp[name] = sim.obsp[name]
     np.testing.assert_allclose(model.get_latent_representation(more), expected, atol=1e-5)
     said = []
-    monkeypatch.setattr(_base.logg, "warning", lambda msg, *a, **k: said.append(msg))
+    monkeypatch.setattr(_mapping.logg, "warning", lambda msg, *a, **k: said.append(msg))
     used = np.flatnonzero(model.genes_used)
     fewer = sim[:, [i for i in range(sim.n_vars) if i != used[0]]].copy()
     assert model.predict(fewer).shape == (sim.n_obs,)
@@ -158,7 +158,7 @@ def test_no_dense_cells_by_genes(method, monkeypatch):
     of all cells x model genes (input, counts or reconstruction) is made."""
     from helpers import dense_shapes
 
-    from scfuse.models._data import Preprocessor
+    from scfuse.models._preprocess import Preprocessor
 
     n, g = 1600, 120  # (not a hidden width of any module)
     adata = scfuse.datasets.simulate(n, g, 3, random_state=5)
@@ -167,7 +167,7 @@ def test_no_dense_cells_by_genes(method, monkeypatch):
     rows = []
     real = Preprocessor.dense_input
     monkeypatch.setattr(Preprocessor, "dense_input", lambda self, m: rows.append(m.shape) or real(self, m))
-    run = dict(n_clusters=3, pretrain_epochs=1, max_epochs=1, progress_bar=False, batch_size=300)
+    run = {"n_clusters": 3, "pretrain_epochs": 1, "max_epochs": 1, "progress_bar": False, "batch_size": 300}
     shapes = dense_shapes(lambda: scfuse.tl.cluster(adata, method, **run))
     assert rows and max(r[0] for r in rows) <= 400, max(rows)
     n_genes = rows[0][1]
@@ -182,7 +182,7 @@ def test_batch_size_capped():
     n = 2500
     adata = scfuse.datasets.simulate(n, 40, 3, random_state=2)
     scfuse.pp.build_graph(adata, n_neighbors=10)
-    run = dict(n_clusters=3, batch_size=100_000, pretrain_epochs=1, max_epochs=1, progress_bar=False)
+    run = {"n_clusters": 3, "batch_size": 100_000, "pretrain_epochs": 1, "max_epochs": 1, "progress_bar": False}
     shapes = dense_shapes(lambda: scfuse.tl.cluster(adata, **run))
     assert_no_cell_by_cell(shapes, n)
     assert adata.uns["attentionae"]["params"]["batch_size"] == FusionModel.max_batch_size
@@ -197,7 +197,9 @@ def test_no_dense_n_by_n_tensor(monkeypatch):
     scfuse.pp.build_graph(adata, n_neighbors=10)
 
     shapes = dense_shapes(
-        lambda: scfuse.tl.cluster(adata, n_clusters=3, batch_size=128, pretrain_epochs=1, max_epochs=1, progress_bar=False)
+        lambda: scfuse.tl.cluster(
+            adata, n_clusters=3, batch_size=128, pretrain_epochs=1, max_epochs=1, progress_bar=False
+        )
     )
     assert_no_cell_by_cell(shapes, n)  # batch-by-batch (128 x 128) attention masks are fine
 

@@ -13,7 +13,7 @@ from helpers import assert_same_values
 import scfuse
 from scfuse._utils._serialize import decode, encode
 from scfuse.models import FusionModel
-from scfuse.models._base import MODEL_FORMAT_VERSION
+from scfuse.models._persist import MODEL_FORMAT_VERSION
 
 # small networks and few epochs: each model trains in about a second
 SMALL = {
@@ -181,4 +181,3 @@ def test_roundtrip_every_method(method, tmp_path):
     new = _sim(method, seed=5)
     np.testing.assert_array_equal(back.predict(new), model.predict(new))
     np.testing.assert_array_equal(back.get_latent_representation(new), model.get_latent_representation(new))
-

@@ -99,10 +99,10 @@ def test_graph_weights_follow_the_method(monkeypatch):
     """A graph built with other weights than the method's is reweighted from its kNN distances, with a warning;
     adata is not changed and the record names the weights used."""
 
-    from scfuse.models import ScDEFER, _data
+    from scfuse.models import ScDEFER, _graph
 
     said = []
-    monkeypatch.setattr(_data.logg, "warning", lambda msg, *a, **k: said.append(msg))
+    monkeypatch.setattr(_graph.logg, "warning", lambda msg, *a, **k: said.append(msg))
     gauss = scfuse.datasets.simulate(400, 80, 3, random_state=3)
     knn = gauss.copy()
     scfuse.pp.build_graph(gauss, n_neighbors=10, method="gauss")
@@ -118,7 +118,7 @@ def test_graph_weights_follow_the_method(monkeypatch):
 
 
 def test_knn_table_round_trip():
-    from scfuse.pp._build_graph import knn_table
+    from scfuse._utils._graph import knn_table
 
     adata = scfuse.datasets.simulate(200, 50, 3, random_state=1)
     scfuse.pp.build_graph(adata, n_neighbors=7)
@@ -134,7 +134,7 @@ def _two_batches(adata):
 
 def test_batch_balanced_graph(sim):
     """With batch_key every cell has the same number of neighbours in every batch, itself never among them."""
-    from scfuse.pp._build_graph import knn_table
+    from scfuse._utils._graph import knn_table
 
     _two_batches(sim)
     before = snapshot(sim)

@@ -71,8 +71,10 @@ def test_transfer_pbmc_half_split():
         small = model.predict(query[:20].copy())
     finally:
         scfuse.settings.n_threads = threads
-    print(f"in-sample {in_sample:.3f}, query {full:.3f}, shuffled {ari_shuffled:.3f}, 90% genes {ari_fewer:.3f}, "
-          f"same labels {same:.4f}")
+    print(
+        f"in-sample {in_sample:.3f}, query {full:.3f}, shuffled {ari_shuffled:.3f}, 90% genes {ari_fewer:.3f}, "
+        f"same labels {same:.4f}"
+    )
     assert same >= 0.99
     for ari in (full, ari_shuffled, ari_fewer):
         assert ari > in_sample - 0.05, (ari, in_sample)

@@ -54,13 +54,17 @@ def test_history_plot_marks_passes(amac_run):
     adata, _ = amac_run
     hist = adata.uns["scamac"]["history"]
     fig = scfuse.pl.history(adata, "scamac", show=False, return_fig=True)
-    assert len(fig.axes) == len(hist) - 1  # cluster_pass is drawn as markers, not as a panel of its own
+    # cluster_pass is drawn as markers, not as a curve; the clustering losses share one panel
+    assert [ax.get_title() for ax in fig.axes] == ["pretrain loss", "cluster loss", "cluster delta label"]
+    n_curves = {"pretrain loss": 1, "cluster loss": 3, "cluster delta label": 1}  # loss, ae_loss, fusion_loss
+    assert sum(n_curves.values()) == len(hist) - 1
     for ax in fig.axes:
         title = ax.get_title()
         # two dotted lines, between rounds 2|3 and 4|5, on every clustering panel; none on pretraining panels
-        assert len(ax.lines) == (3 if title.startswith("cluster") else 1), title
+        n = n_curves[title]
+        assert len(ax.lines) == n + (2 if title.startswith("cluster") else 0), title
         if title.startswith("cluster"):
-            assert [line.get_xdata()[0] for line in ax.lines[1:]] == [2.5, 4.5]
+            assert [line.get_xdata()[0] for line in ax.lines[n:]] == [2.5, 4.5]
     plt.close("all")
 
 

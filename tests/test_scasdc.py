@@ -73,12 +73,12 @@ def test_decoder_gradient_reaches_head_only_when_asked(clustered, head_decoder_g
     model = copy.deepcopy(clustered[1])
     # only the two losses of the GCN decoder
     model.hparams.update({"kl_weight": 0.0, "head_weight": 0.0, "ae_weight": 0.0, "zinb_weight": 0.0})
-    model.hparams["head_decoder_grad"] = head_decoder_grad
     m = model.module.eval()
+    m.head_decoder_grad = head_decoder_grad
     batch = model.data.batch(np.arange(64), model.device)
     k = m.centers.shape[0]
     m.zero_grad()
-    model._cluster_loss(batch, torch.full((64, k), 1.0 / k)).backward()
+    model._loss(batch, {"p": torch.full((64, k), 1.0 / k)}, "cluster")["loss"].backward()
     assert m.gdec1.weight.grad.abs().sum() > 0
     for layer in (m.gcn_head, m.gcn1):  # the head and the GCN encoder under it
         grad = layer.weight.grad

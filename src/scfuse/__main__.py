@@ -1,6 +1,6 @@
-"""Command line: ``scfuse cluster`` (or ``python -m scfuse cluster``) clusters an ``.h5ad`` file for pipelines;
-``scfuse demo`` runs the whole job on simulated data; ``scfuse --version``.
+"""Command line: ``scfuse cluster`` (or ``python -m scfuse cluster``) clusters an ``.h5ad`` file for pipelines.
 
+``scfuse demo`` runs the whole job on simulated data; ``scfuse --version``.
 Log lines go to stderr. Exit status: 0 on success, 2 for bad arguments or input (a one-line message on stderr),
 1 for any other failure.
 """
@@ -17,11 +17,14 @@ _EXAMPLE = """\
 example:
   scfuse cluster pbmc.h5ad -o pbmc_clustered.h5ad --method scdefer --n-clusters 8 --seed 0 --threads 4
 """
-_CLUSTER_EXAMPLE = _EXAMPLE + """
+_CLUSTER_EXAMPLE = (
+    _EXAMPLE
+    + """
 The input holds raw counts in layers["counts"] (or in X: --layer X). The cell graph is built with the edge
 weights the method was published with (scfuse.pp.build_graph), then scfuse.tl.cluster runs; the output holds
 the labels in obs[METHOD], the embedding in obsm["X_METHOD"], soft assignments in obsm["METHOD_proba"] and the
 run record in uns[METHOD]. Exit status: 0 success, 2 bad arguments or input, 1 other failures."""
+)
 
 
 class BadInput(Exception):
@@ -39,7 +42,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _int_at_least(minimum: int, what: str):
-    """argparse type: an integer >= ``minimum``."""
+    """Argparse type: an integer >= ``minimum``."""
 
     def parse(value: str) -> int:
         try:
@@ -96,7 +99,7 @@ def _cluster(args: argparse.Namespace) -> int:
         scfuse.settings.n_threads = args.threads
     try:
         adata = ad.read_h5ad(src)
-    except Exception as err:  # noqa: BLE001 - any reader failure means the file is not a usable .h5ad
+    except Exception as err:
         raise BadInput(f"cannot read {str(src)!r} as .h5ad: {_one_line(err)}") from err
     if args.n_clusters is not None and args.n_clusters > adata.n_obs:
         raise BadInput(f"--n-clusters {args.n_clusters} exceeds the number of cells ({adata.n_obs})")
@@ -104,9 +107,7 @@ def _cluster(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     graph_method = methods[args.method].graph_method
     try:
-        scfuse.pp.build_graph(
-            adata, method=graph_method, layer=layer, batch_key=args.batch_key, random_state=args.seed
-        )
+        scfuse.pp.build_graph(adata, method=graph_method, layer=layer, batch_key=args.batch_key, random_state=args.seed)
         scfuse.tl.cluster(
             adata,
             args.method,
@@ -167,7 +168,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import __version__
+    """The argument parser of ``scfuse`` (subcommands ``cluster`` and ``demo``)."""
+    from scfuse._version import __version__
 
     ap = _Parser(
         prog="scfuse",
@@ -187,10 +189,10 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("input", metavar="IN.h5ad", help="input file, raw counts in layers['counts'] or X")
     c.add_argument("-o", "--output", metavar="OUT.h5ad", required=True, help="output file (replaced if present)")
-    c.add_argument("--method", required=True, help="attentionae, scasdc, scdefer, scamac or sccagn")
-    c.add_argument(
-        "--n-clusters", type=_int_at_least(2, "number of clusters"), metavar="K", help="default: estimated"
-    )
+    from scfuse.models import registered_methods
+
+    c.add_argument("--method", required=True, help=", ".join(registered_methods()))
+    c.add_argument("--n-clusters", type=_int_at_least(2, "number of clusters"), metavar="K", help="default: estimated")
     c.add_argument("--layer", default="counts", help="layer with raw counts; X for adata.X (default: counts)")
     c.add_argument("--batch-key", metavar="B", help="obs column naming each cell's sample: a batch-balanced graph")
     c.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

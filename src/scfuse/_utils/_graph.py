@@ -6,7 +6,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-
 #: above this many cells :func:`knn_search` is approximate (pynndescent); at or below it, exact
 EXACT_KNN_MAX_CELLS = 10_000
 
@@ -14,7 +13,7 @@ EXACT_KNN_MAX_CELLS = 10_000
 def knn_search(
     rep: np.ndarray, n_neighbors: int, metric: str = "euclidean", *, random_state: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest other cells: ``(indices, distances)``, each ``n x n_neighbors``, self excluded.
+    """K nearest other cells: ``(indices, distances)``, each ``n x n_neighbors``, self excluded.
 
     Up to :data:`EXACT_KNN_MAX_CELLS` cells the search is exact (scikit-learn's chunked brute force, memory
     O(n * n_neighbors), well under a second there); above it, approximate with pynndescent (as
@@ -48,8 +47,9 @@ def knn_query(
     if reference.shape[0] > EXACT_KNN_MAX_CELLS:
         from pynndescent import NNDescent
 
-        index = NNDescent(reference, n_neighbors=max(k, 15), metric=metric, random_state=random_state, n_jobs=1,
-                          low_memory=True)
+        index = NNDescent(
+            reference, n_neighbors=max(k, 15), metric=metric, random_state=random_state, n_jobs=1, low_memory=True
+        )
         idx, dist = index.query(query, k=k)
     else:
         from sklearn.neighbors import NearestNeighbors
@@ -220,9 +220,11 @@ def sample_edges(
 def batch_balanced_knn(
     rep: np.ndarray, batches: np.ndarray, n_neighbors: int, *, metric: str, random_state: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(idx, dist)`` of a batch-balanced kNN: each cell's ``n_neighbors // n_batches`` (at least 1) nearest
-    cells in every batch (its own batch without itself), sorted by distance, as bbknn builds it; rows of
-    ``rep`` are cells, ``batches`` their batch codes ``0..n_batches-1``."""
+    """``(idx, dist)`` of a batch-balanced kNN, as bbknn builds it.
+
+    Each cell's ``n_neighbors // n_batches`` (at least 1) nearest cells in every batch (its own batch without
+    itself), sorted by distance; rows of ``rep`` are cells, ``batches`` their batch codes ``0..n_batches-1``.
+    """
     n_batches = int(batches.max()) + 1
     per = max(1, n_neighbors // n_batches)
     idx = np.empty((rep.shape[0], per * n_batches), dtype=np.int64)
@@ -247,3 +249,89 @@ def batch_balanced_knn(
         dist[:, cols] = d[keep].reshape(-1, per)
     order = np.argsort(dist, axis=1, kind="stable")
     return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+
+
+def prune_knn(distances: sp.spmatrix, n_neighbors: int = 10) -> sp.csr_matrix:
+    """ScCAGN's pruned kNN graph from a kNN distance matrix (sparse, O(n k)).
+
+    Each cell keeps its ``n_neighbors`` nearest neighbours whose distance is at most the mean + std of those
+    ``n_neighbors`` distances; the binary result is symmetrised by the maximum.
+    """
+    d = sp.csr_matrix(distances, dtype=np.float32)
+    n = d.shape[0]
+    rows, cols = [], []
+    for i in range(n):
+        s, e = d.indptr[i], d.indptr[i + 1]
+        idx, dist = d.indices[s:e], d.data[s:e]
+        sel = idx != i
+        idx, dist = idx[sel], dist[sel]
+        if idx.size == 0:
+            continue
+        order = np.argsort(dist, kind="stable")[:n_neighbors]
+        idx, dist = idx[order], dist[order]
+        keep = dist <= dist.mean() + dist.std() + 1e-12
+        rows.append(np.full(int(keep.sum()), i))
+        cols.append(idx[keep])
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    a = sp.csr_matrix((np.ones(r.size, dtype=np.float32), (r, c)), shape=(n, n))
+    return symmetrize_max(a)
+
+
+def edge_weights(idx: np.ndarray, dist: np.ndarray, method: str, *, metric: str, random_state: int) -> sp.csr_matrix:
+    """Symmetric connectivities (CSR float32, no self loops) of a kNN table for the weights ``method``.
+
+    ``idx`` and ``dist`` are ``cells x k`` neighbour indices and distances, the cell itself excluded.
+    """
+    n = idx.shape[0]
+    if method == "gauss":
+        conn = gauss_weights(idx, dist)
+    elif method == "knn":
+        conn = binary_adjacency(knn_to_csr(idx, np.ones_like(dist), n))
+    else:
+        from umap.umap_ import fuzzy_simplicial_set
+
+        knn_i = np.hstack([np.arange(n)[:, None], idx])
+        knn_d = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
+        conn, _, _ = fuzzy_simplicial_set(
+            sp.coo_matrix((n, 1)),
+            idx.shape[1] + 1,
+            random_state,
+            metric,
+            knn_indices=knn_i,
+            knn_dists=knn_d,
+            set_op_mix_ratio=1.0,
+            local_connectivity=1.0,
+        )
+        conn = sp.csr_matrix(conn, dtype=np.float32)
+        conn.setdiag(0)
+        conn.eliminate_zeros()
+    return sp.csr_matrix(conn, dtype=np.float32)
+
+
+def knn_table(distances: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx, dist)``, ``cells x k``, from a kNN distance matrix (``obsp[...distances]``), nearest first.
+
+    ``k`` is the smallest number of stored neighbours of any cell (scanpy and :func:`build_graph` store the same
+    number for every cell).
+    """
+    d = sp.csr_matrix(distances)
+    d.setdiag(0)
+    d.eliminate_zeros()
+    counts = np.diff(d.indptr)
+    k = int(counts.min()) if counts.size else 0
+    if k < 1:
+        raise ValueError("The stored kNN distances have a cell without neighbours; rebuild the graph.")
+    if np.all(counts == k):  # the usual case: every cell has k neighbours
+        data, cols = d.data.reshape(-1, k), d.indices.reshape(-1, k)
+        order = np.argsort(data, axis=1, kind="stable")
+        return np.take_along_axis(cols, order, 1).astype(np.int64), np.take_along_axis(data, order, 1).astype(
+            np.float32
+        )
+    idx = np.empty((d.shape[0], k), dtype=np.int64)
+    dist = np.empty((d.shape[0], k), dtype=np.float32)
+    for i in range(d.shape[0]):
+        row = slice(d.indptr[i], d.indptr[i + 1])
+        order = np.argsort(d.data[row], kind="stable")[:k]
+        idx[i], dist[i] = d.indices[row][order], d.data[row][order]
+    return idx, dist

@@ -31,9 +31,11 @@ def _zscored(block, mean: np.ndarray, sd: np.ndarray, clip: float) -> np.ndarray
 
 
 def pca_of_blocks(blocks, n_features: int, n_comps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean, components)`` (``n_features``, ``n_features x n_comps``) of the rows of dense ``blocks`` (an
-    iterable of ``cells x n_features`` arrays), from the covariance summed block by block; each component's
-    largest loading is positive."""
+    """``(mean, components)`` (``n_features``, ``n_features x n_comps``) of the rows of dense ``blocks``.
+
+    ``blocks`` is an iterable of ``cells x n_features`` arrays; the covariance is summed block by block, and each component's
+    largest loading is positive.
+    """
     total, gram, n = np.zeros(n_features), np.zeros((n_features, n_features)), 0
     for block in blocks:
         b = np.asarray(block, dtype=np.float64)
@@ -66,7 +68,11 @@ def zscore_pca(mat, n_comps: int, *, clip: float = 10.0, random_state: int = 0) 
     n_comps = int(min(n_comps, n - 1, g))
     if n <= DENSE_PCA_MAX_CELLS:
         dense = _zscored(mat, mean, sd, clip)
-        return PCA(n_components=n_comps, random_state=random_state, svd_solver="auto").fit_transform(dense).astype(np.float32)
+        return (
+            PCA(n_components=n_comps, random_state=random_state, svd_solver="auto")
+            .fit_transform(dense)
+            .astype(np.float32)
+        )
     chunks = [slice(s, min(s + PCA_CHUNK_CELLS, n)) for s in range(0, n, PCA_CHUNK_CELLS)]
     mu, comps = pca_of_blocks((_zscored(mat[c], mean, sd, clip) for c in chunks), g, n_comps)
     return np.vstack([(_zscored(mat[c], mean, sd, clip) - mu) @ comps for c in chunks]).astype(np.float32)

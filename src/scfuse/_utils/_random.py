@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from .._settings import settings
+from scfuse._settings import settings
 
 
 def resolve_seed(random_state: int | None) -> int:
@@ -28,9 +28,11 @@ def seed_everything(seed: int) -> None:
 
 
 class deterministic_algorithms:
-    """Context manager: torch's deterministic kernels on the CPU (some CPU reductions, e.g. in the backward pass of
-    sparse matmuls, otherwise depend on thread timing). The previous setting is restored on exit. On GPUs nothing
-    changes: results there are not bit-exact."""
+    """Context manager: torch's deterministic kernels on the CPU.
+
+    Some CPU reductions, e.g. in the backward pass of sparse matmuls, otherwise depend on thread timing. The
+    previous setting is restored on exit. On GPUs nothing changes: results there are not bit-exact.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.active = device.type == "cpu"
@@ -48,8 +50,10 @@ class deterministic_algorithms:
 
 
 class torch_threads:
-    """Context manager: torch runs on :attr:`scfuse.settings.n_threads` CPU threads inside, the previous count is
-    restored on exit (nothing changes when the setting is ``None``)."""
+    """Context manager: torch runs on :attr:`scfuse.settings.n_threads` CPU threads inside.
+
+    The previous count is restored on exit (nothing changes when the setting is ``None``).
+    """
 
     def __enter__(self) -> int:
         self._prev = torch.get_num_threads()

@@ -121,8 +121,10 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 def batch_codes(adata: AnnData, batch_key: str) -> tuple[np.ndarray, list[str]]:
-    """Integer codes ``0..n_batches-1`` of ``adata.obs[batch_key]`` and the batch names, with clear errors for a
-    missing column, missing values or a single batch."""
+    """Integer codes ``0..n_batches-1`` of ``adata.obs[batch_key]`` and the batch names.
+
+    Raises clear errors for a missing column, missing values or a single batch.
+    """
     if not isinstance(batch_key, str) or batch_key not in adata.obs.columns:
         raise KeyError(f"batch_key={batch_key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)}).")
     col = adata.obs[batch_key]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .._settings import settings
+from scfuse._settings import settings
 
 LABEL_KEY = "cell_type"
 

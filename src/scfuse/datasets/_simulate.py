@@ -84,6 +84,74 @@ def simulate(
     groups = np.repeat(np.arange(n_groups), counts_per_group)
     rng.shuffle(groups)
 
+    profile, groups, parents = _profiles(rng, groups, n_genes, de_prob, de_scale, n_subgroups, sub_de_prob)
+
+    lib = rng.lognormal(mean=np.log(library_size), sigma=library_sd, size=n_cells)
+    theta = 1.0 / dispersion
+    x = _sample_counts(rng, profile, groups, lib, theta, dropout)
+    obs = _obs(groups, parents, n_groups, n_subgroups)
+    var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
+    adata = ad.AnnData(X=x, obs=obs, var=var)
+    adata.layers["counts"] = x.copy()
+    adata.uns["simulation"] = {
+        "n_groups": n_groups,
+        "de_prob": de_prob,
+        "de_scale": de_scale,
+        "dispersion": dispersion,
+        "dropout": dropout,
+        "library_size": library_size,
+        "library_sd": library_sd,
+        "n_subgroups": n_subgroups,
+        "random_state": random_state,
+    }
+    return adata
+
+
+def _sample_counts(rng, profile: np.ndarray, groups: np.ndarray, lib: np.ndarray, theta: float, dropout: float):
+    """Negative-binomial counts (gamma-Poisson) with dropout, in blocks of cells: memory O(block x genes)."""
+    n_cells, n_genes = groups.size, profile.shape[1]
+    blocks = []
+    for start in range(0, n_cells, 5000):  # in blocks of cells: memory stays O(block * genes)
+        stop = min(start + 5000, n_cells)
+        mu = profile[groups[start:stop]] * lib[start:stop, None]
+        lam = rng.gamma(shape=theta, scale=mu / theta)
+        x = rng.poisson(lam).astype(np.float32)
+        if dropout > 0:
+            drop = (rng.random(x.shape) < dropout) & (x > 0)
+            x[drop] = 0
+        empty = x.sum(axis=1) == 0  # no empty cells
+        if empty.any():
+            x[empty, rng.integers(0, n_genes, empty.sum())] = 1
+        blocks.append(sp.csr_matrix(x))
+    return sp.vstack(blocks, format="csr")
+
+
+def _obs(groups: np.ndarray, parents: np.ndarray | None, n_groups: int, n_subgroups: int) -> pd.DataFrame:
+    """``obs`` of the simulated cells: ``group`` (and ``parent_group`` with subgroups)."""
+    n_cells = groups.size
+    if n_subgroups > 1:
+        names = [f"g{g}.{s}" for g in range(n_groups) for s in range(n_subgroups)]
+        obs = pd.DataFrame(
+            {
+                "group": pd.Categorical([names[g] for g in groups], categories=names),
+                "parent_group": pd.Categorical(
+                    [f"g{g}" for g in parents], categories=[f"g{g}" for g in range(n_groups)]
+                ),
+            },
+            index=[f"cell{i}" for i in range(n_cells)],
+        )
+    else:
+        obs = pd.DataFrame(
+            {"group": pd.Categorical([f"g{g}" for g in groups], categories=[f"g{g}" for g in range(n_groups)])},
+            index=[f"cell{i}" for i in range(n_cells)],
+        )
+    return obs
+
+
+def _profiles(rng, groups: np.ndarray, n_genes: int, de_prob, de_scale, n_subgroups: int, sub_de_prob):
+    """Expression profiles of the groups (and subgroups), the cells' (sub)group and their parent group."""
+    n_groups, n_cells = int(groups.max()) + 1, groups.size
+    parents = None
     base = rng.lognormal(mean=0.0, sigma=1.2, size=n_genes)
     log_fc = np.zeros((n_groups, n_genes))
     for g in range(n_groups):
@@ -100,49 +168,4 @@ def simulate(
             log_fc[g, de] += rng.normal(0.0, de_scale, size=de.sum()) + np.sign(rng.normal(size=de.sum())) * 0.5
     profile = base[None, :] * np.exp(log_fc)
     profile /= profile.sum(axis=1, keepdims=True)
-
-    lib = rng.lognormal(mean=np.log(library_size), sigma=library_sd, size=n_cells)
-    theta = 1.0 / dispersion
-    blocks = []
-    for start in range(0, n_cells, 5000):  # in blocks of cells: memory stays O(block * genes)
-        stop = min(start + 5000, n_cells)
-        mu = profile[groups[start:stop]] * lib[start:stop, None]
-        lam = rng.gamma(shape=theta, scale=mu / theta)
-        x = rng.poisson(lam).astype(np.float32)
-        if dropout > 0:
-            drop = (rng.random(x.shape) < dropout) & (x > 0)
-            x[drop] = 0
-        empty = x.sum(axis=1) == 0  # no empty cells
-        if empty.any():
-            x[empty, rng.integers(0, n_genes, empty.sum())] = 1
-        blocks.append(sp.csr_matrix(x))
-    x = sp.vstack(blocks, format="csr")
-    if n_subgroups > 1:
-        names = [f"g{g}.{s}" for g in range(n_groups) for s in range(n_subgroups)]
-        obs = pd.DataFrame(
-            {
-                "group": pd.Categorical([names[g] for g in groups], categories=names),
-                "parent_group": pd.Categorical([f"g{g}" for g in parents], categories=[f"g{g}" for g in range(n_groups)]),
-            },
-            index=[f"cell{i}" for i in range(n_cells)],
-        )
-    else:
-        obs = pd.DataFrame(
-            {"group": pd.Categorical([f"g{g}" for g in groups], categories=[f"g{g}" for g in range(n_groups)])},
-            index=[f"cell{i}" for i in range(n_cells)],
-        )
-    var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
-    adata = ad.AnnData(X=x, obs=obs, var=var)
-    adata.layers["counts"] = x.copy()
-    adata.uns["simulation"] = {
-        "n_groups": n_groups,
-        "de_prob": de_prob,
-        "de_scale": de_scale,
-        "dispersion": dispersion,
-        "dropout": dropout,
-        "library_size": library_size,
-        "library_sd": library_sd,
-        "n_subgroups": n_subgroups,
-        "random_state": random_state,
-    }
-    return adata
+    return profile, groups, parents

@@ -2,138 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import scipy.sparse as sp
 import torch
 from scanpy import logging as logg
-from torch import nn
-from torch.nn import functional as F
 
-from .._utils._graph import symmetrize_max
-from ..nn import GraphConv, LatentDiscriminator, NeighborAttention, kl_batchmean, soft_assign, target_distribution
-from ._base import register
-from ._data import Batch, CellData, GraphView
-from ._trainer import Phase, mean_loss
-from ._two_stage import ClusterCenters, TwoStageModel
+from scfuse._utils._estimate_k import initial_clusters
+from scfuse._utils._graph import prune_knn
+from scfuse.module import ScCAGNModule
+from scfuse.nn import target_distribution
 
-
-def prune_knn(distances: sp.spmatrix, n_neighbors: int = 10) -> sp.csr_matrix:
-    """scCAGN's pruned kNN graph from a kNN distance matrix (sparse, O(n k)).
-
-    Each cell keeps its ``n_neighbors`` nearest neighbours whose distance is at most the mean + std of those
-    ``n_neighbors`` distances; the binary result is symmetrised by the maximum.
-    """
-    d = sp.csr_matrix(distances, dtype=np.float32)
-    n = d.shape[0]
-    rows, cols = [], []
-    for i in range(n):
-        s, e = d.indptr[i], d.indptr[i + 1]
-        idx, dist = d.indices[s:e], d.data[s:e]
-        sel = idx != i
-        idx, dist = idx[sel], dist[sel]
-        if idx.size == 0:
-            continue
-        order = np.argsort(dist, kind="stable")[:n_neighbors]
-        idx, dist = idx[order], dist[order]
-        keep = dist <= dist.mean() + dist.std() + 1e-12
-        rows.append(np.full(int(keep.sum()), i))
-        cols.append(idx[keep])
-    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    a = sp.csr_matrix((np.ones(r.size, dtype=np.float32), (r, c)), shape=(n, n))
-    return symmetrize_max(a)
-
-
-class ScCAGNModule(ClusterCenters):
-    """GCN branch ``g -> 100 -> 200 -> n_latent (-> k)``, autoencoder ``g -> 100 -> 200 -> 200 -> n_latent`` with the
-    GCN layers injected, cross-attention (query = AE latent, key/value = GCN latent) and a decoder with the GCN
-    layers injected; plus the latent discriminator of the adversarial autoencoder."""
-
-    def __init__(
-        self,
-        n_input: int,
-        *,
-        hidden: tuple[int, int, int] = (100, 200, 200),
-        n_latent: int = 8,
-        n_heads: int = 4,
-        phi: float | None = None,
-        attention_residual: bool = True,
-        disc_hidden: int = 64,
-        n_clusters: int | None = None,
-    ) -> None:
-        super().__init__()
-        h1, h2, h3 = hidden
-        if h2 != h3:
-            raise ValueError(f"hidden[1] and hidden[2] must be equal (the GCN's second layer is injected into both), got {hidden}.")
-        if n_latent % n_heads:
-            raise ValueError(f"n_latent={n_latent} must be divisible by n_heads={n_heads}.")
-        self.phi = phi
-        self.attention_residual = attention_residual
-        self.gcn1 = GraphConv(n_input, h1)
-        self.gcn2 = GraphConv(h1, h2)
-        self.gcn3 = GraphConv(h2, n_latent)
-        self.enc1 = nn.Linear(n_input, h1)
-        self.enc2 = nn.Linear(h1, h2)
-        self.enc3 = nn.Linear(h2, h3)
-        self.z_layer = nn.Linear(h3, n_latent)
-        self.attention = NeighborAttention(n_latent, n_heads, head_dim=n_latent // n_heads, qkv_bias=True)
-        self.dec1 = nn.Linear(n_latent, h3)
-        self.dec2 = nn.Linear(h3, h2)
-        self.dec3 = nn.Linear(h2, h1)
-        self.x_bar = nn.Linear(h1, n_input)
-        self.discriminator = LatentDiscriminator(n_latent, disc_hidden)
-        self.n_latent = n_latent
-        # the clustering head reads z / latent_scale (1 until the clusters are initialised, see ScCAGN._after_init)
-        self.register_buffer("latent_scale", torch.ones(()))
-        self.gcn_head: GraphConv | None = None
-        if n_clusters is not None:
-            self.set_head(n_clusters)
-            self.centers = nn.Parameter(torch.zeros(n_clusters, n_latent))
-
-    def set_head(self, n_clusters: int) -> None:
-        self.gcn_head = GraphConv(self.n_latent, n_clusters)
-
-    def _mix(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return a + g if self.phi is None else (1.0 - self.phi) * a + self.phi * g
-
-    def forward(
-        self, x: torch.Tensor, graph: GraphView, *, decode: bool = True, head: bool = False, fused: bool = True
-    ) -> dict:
-        """``fused=False`` is the plain autoencoder of pretraining (no GCN injection, no attention, ``z`` decoded)."""
-        if not fused:
-            a1 = F.relu(self.enc1(x))
-            z = self.z_layer(F.relu(self.enc3(F.relu(self.enc2(a1)))))
-            out = {"z": z / self.latent_scale}
-            if decode:
-                b = F.relu(self.dec3(F.relu(self.dec2(F.relu(self.dec1(z))))))
-                out["x_bar"] = self.x_bar(b)
-            return out
-        adj = graph.adj
-        g1 = self.gcn1(x, adj)
-        g2 = self.gcn2(g1, adj)
-        g3 = self.gcn3(g2, adj)
-        a1 = F.relu(self.enc1(x))
-        a2 = F.relu(self.enc2(self._mix(a1, g1)))
-        a3 = F.relu(self.enc3(self._mix(a2, g2)))
-        z = self.z_layer(self._mix(a3, g2))
-        out = {"z": z / self.latent_scale, "g3": g3}
-        if decode:
-            c = self.attention(z, g3, **graph.attention_kwargs())
-            if self.attention_residual:
-                c = c + z
-            b1 = F.relu(self.dec1(self._mix(c, g3)))
-            b2 = F.relu(self.dec2(self._mix(b1, g2)))
-            b3 = F.relu(self.dec3(self._mix(b2, g2)))
-            out["x_bar"] = self.x_bar(self._mix(b3, g1))
-        if head and self.gcn_head is not None:
-            out["pred"] = torch.softmax(self.gcn_head(g3, adj), dim=1)
-        return out
-
-    def model_parameters(self) -> list[nn.Parameter]:
-        disc = {id(p) for p in self.discriminator.parameters()}
-        return [p for p in self.parameters() if id(p) not in disc]
+from ._config import ScCAGNConfig
+from ._data import CellData
+from ._registry import register
+from ._two_stage import TwoStageModel
 
 
 @register
@@ -173,20 +54,7 @@ class ScCAGN(TwoStageModel):
       end), ``discriminator_accuracy_pretrain`` / ``_train`` (mean batch accuracy while training) and
       ``pretrain_scores`` (silhouette per restart), ``latent_scale``.
 
-    Differences from the authors' code and why: the adversarial part is real (the code trains its
-    discriminator on a frozen embedding, with inverted labels, so no gradient ever reaches the model), but its
-    encoder weight defaults to 0 instead of the paper's 0.5: in this network ``z`` reaches the reconstruction
-    only through the attention queries, so with Adam-type optimisers any non-zero encoder term (0.5 down to
-    1e-4 tried on simulated data) dominates ``z`` and pulls it towards the unimodal prior, and the initial
-    clustering fell from ARI 0.97 to 0.2-0.3 and the clustering stage collapsed; pass
-    ``adversarial_weight=0.5`` for the paper's setting. Attention is restricted to graph neighbours (the code
-    attends over all ``n`` cells, ``n x n``); pretraining uses mini-batches with the fused network and 2
-    restarts instead of one cell per step of a plain autoencoder and 20 restarts; learning rates are constant;
-    the clustering head reads the rescaled latent (above);
-    ``k`` is estimated by Leiden on the pretrained latent when not given (the code takes k from the true
-    labels); the final epoch is returned (the code keeps the epoch with the best NMI against the true labels);
-    the embedding is ``z`` (the code saves ``Q``). ``attention_residual=True`` adds ``z`` to the attention output
-    and ``pretrain_fused=False`` pretrains the plain autoencoder (the code's pretraining): both options, off.
+    What scfuse changed from the authors' code, and why, is on the method's documentation page (``docs/methods/sccagn.md``).
 
     Paper: Tang B, Feng Y, Gao X. A hybrid adversarial autoencoder-graph network model with dynamic fusion for
     robust scRNA-seq clustering. BMC Genomics 26(1): 749 (2025). doi:10.1186/s12864-025-11941-y
@@ -210,119 +78,51 @@ class ScCAGN(TwoStageModel):
     default_cluster_steps = 300
     default_cluster_epoch_range = (5, 30)
     module_class = ScCAGNModule
-    module_hparams = ("hidden", "n_latent", "n_heads", "phi", "attention_residual", "disc_hidden")
-    default_hparams: dict[str, Any] = {
-        **TwoStageModel.default_hparams,
-        "hidden": (100, 200, 200),
-        "n_latent": 8,
-        "n_heads": 4,
-        "phi": None,
-        "n_neighbors": 10,
-        "prune": True,
-        "n_restarts": 2,
-        "pretrain_fused": True,
-        "attention_residual": False,
-        "pretrain_lr": None,
-        "disc_hidden": 64,
-        "disc_lr": 2e-4,
-        "adversarial_weight": 0.0,
-        "reconstruction_weight": 0.5,
-        "kl_weight": 1e-4,
-        "kl_pred_weight": 1e-3,
-        "tau": 0.5,
-        "min_cluster_size": 1,
-        "given_k_start": "silhouette",
-    }
+    module_hparams = ("hidden", "n_latent", "n_heads", "phi", "attention_residual", "disc_hidden", "pretrain_fused")
+    config_class = ScCAGNConfig
 
-    def __init__(self, adata, **kwargs) -> None:
-        self._distances = self._lookup_distances(adata, kwargs.get("neighbors_key", "scfuse"), kwargs.get("obsp"))
-        hp = {**self.default_hparams, **{k: v for k, v in kwargs.items() if k in self.default_hparams}}
-        if not (isinstance(hp["n_restarts"], int | np.integer) and hp["n_restarts"] >= 1):
-            raise ValueError(f"n_restarts must be an int >= 1, got {hp['n_restarts']!r}.")
-        if not (isinstance(hp["n_neighbors"], int | np.integer) and hp["n_neighbors"] >= 1):
-            raise ValueError(f"n_neighbors must be an int >= 1, got {hp['n_neighbors']!r}.")
-        if not (isinstance(hp["tau"], int | float) and hp["tau"] > 0):
-            raise ValueError(f"tau must be a positive number, got {hp['tau']!r}.")
-        if hp["phi"] is not None and not (0.0 <= float(hp["phi"]) <= 1.0):
-            raise ValueError(f"phi must be None or in [0, 1], got {hp['phi']!r}.")
-        super().__init__(adata, **kwargs)
-        self._reuse_module: ScCAGNModule | None = None
-
-    # ------------------------------------------------------------------ data
-    @staticmethod
-    def _lookup_distances(adata, neighbors_key, obsp):
-        key = neighbors_key or "neighbors"
-        if obsp is not None or key not in getattr(adata, "uns", {}):
-            return None
-        dkey = adata.uns[key].get("distances_key")
-        if dkey is None or dkey not in adata.obsp:
-            return None
-        return adata.obsp[dkey]
-
-    def _make_data(self, counts, graph) -> CellData:
-        dist, self._distances = getattr(self, "_distances", None), None
-        if graph is not None and self.hparams.get("prune", True):
-            if dist is not None and dist.shape == graph.shape:
-                graph = prune_knn(dist, self.hparams["n_neighbors"])
-            else:
-                logg.warning("sccagn: no kNN distances found next to the graph; using the graph without pruning.")
-        return super()._make_data(counts, graph)
-
-    def _data_for(self, adata, *, same_genes: bool = False):
-        if adata is not None:
-            self._distances = self._lookup_distances(adata, self.neighbors_key, self.obsp)
-        return super()._data_for(adata, same_genes=same_genes)
+    def _method_graph(self, adata, graph):
+        """The pruned kNN graph from the distances stored beside the graph (the graph itself when there are none)."""
+        if not self.hparams["prune"]:
+            return graph
+        key = self.neighbors_key or "neighbors"
+        dkey = adata.uns[key].get("distances_key") if self.obsp is None and key in adata.uns else None
+        dist = adata.obsp[dkey] if dkey is not None and dkey in adata.obsp else None
+        if dist is None or dist.shape != graph.shape:
+            logg.warning("sccagn: no kNN distances found next to the graph; using the graph without pruning.")
+            return graph
+        return prune_knn(dist, self.hparams["n_neighbors"])
 
     # ------------------------------------------------------------------ module
-    def _build_module(self, **config) -> ScCAGNModule:
-        if getattr(self, "_reuse_module", None) is not None:
-            module, self._reuse_module = self._reuse_module, None
-            return module
-        return ScCAGNModule(**config)
+    loss_weights = {
+        "pretrain": {"reconstruction": "reconstruction_weight", "adversarial": "adversarial_weight"},
+        "cluster": {
+            "kl": "kl_weight",
+            "kl_pred": "kl_pred_weight",
+            "reconstruction": "reconstruction_weight",
+            "adversarial": "adversarial_weight",
+        },
+    }
 
-    # ------------------------------------------------------------------ losses
-    @staticmethod
-    def _reconstruction(x_bar: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over cells and genes (the code's ``MSE``)."""
-        return F.mse_loss(x_bar, x)
+    def _extra_terms(self, terms: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        """One discriminator step on the detached codes, then the encoder's adversarial term (with gradient).
 
-    def _adversarial(self, z: torch.Tensor) -> torch.Tensor:
-        """One discriminator step on the detached codes, then the encoder's adversarial loss (with gradient)."""
+        The discriminator always trains (its accuracy is reported); the term counts when its weight is > 0.
+        """
+        z = terms["_codes"]
         disc = self.module.discriminator
         d_loss, acc = disc.loss(z)
         self._d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         self._d_opt.step()
         self._d_acc.append(acc)
-        return disc.generator_loss(z)
+        gen = disc.generator_loss(z)
+        return {"adversarial": gen} if self.hparams["adversarial_weight"] > 0 else {}
 
-    def _pretrain_loss(self, batch: Batch) -> torch.Tensor:
-        h = self.hparams
-        out = self.module(batch.x, batch.graph, fused=h["pretrain_fused"])
-        loss = h["reconstruction_weight"] * self._reconstruction(out["x_bar"], batch.x)
-        return self._with_adversarial(loss, out["z"])
-
-    def _cluster_loss(self, batch: Batch, p: torch.Tensor) -> torch.Tensor:
-        h = self.hparams
-        out = self.module(batch.x, batch.graph, head=True)
-        q = soft_assign(out["z"], self.module.centers)
-        loss = (
-            h["kl_weight"] * kl_batchmean(p, q)
-            + h["kl_pred_weight"] * kl_batchmean(p, out["pred"])
-            + h["reconstruction_weight"] * self._reconstruction(out["x_bar"], batch.x)
-        )
-        return self._with_adversarial(loss, out["z"])
-
-    def _with_adversarial(self, loss: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The discriminator always trains (its accuracy is reported); the encoder term is added when its weight > 0."""
-        w = self.hparams["adversarial_weight"]
-        gen = self._adversarial(z)
-        return loss + w * gen if w > 0 else loss
-
-    def _target(self, q: torch.Tensor) -> torch.Tensor:
+    def _targets(self, q: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # tau-sharpened target: p_ij ∝ q_ij^(1/tau^2) / sum_i q_ij^(1/tau); tau = 0.5 gives q^4 / sum_i q^2
         t = self.hparams["tau"]
-        return target_distribution(q.pow(1.0 / t), power=1.0 / t)
+        return {"p": target_distribution(q.pow(1.0 / t), power=1.0 / t)}
 
     def _pretrain_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adamax(self.module.model_parameters(), lr=lr)
@@ -368,26 +168,17 @@ class ScCAGN(TwoStageModel):
         return {"latent": self.module(batch.x, batch.graph, decode=False)["z"]}
 
     # ------------------------------------------------------------------ schedule
-    def _new_discriminator_optimizer(self) -> None:
-        self._d_opt = torch.optim.Adam(self.module.discriminator.parameters(), lr=self.hparams["disc_lr"], betas=(0.5, 0.999))
+    def _new_module(self) -> None:
+        super()._new_module()
+        self._d_opt = torch.optim.Adam(
+            self.module.discriminator.parameters(), lr=self.hparams["disc_lr"], betas=(0.5, 0.999)
+        )
         self._d_acc = []
 
-    def _pretrain_candidate(self, pretrain_epochs: int, batch_size: int, learning_rate: float, history: dict) -> float:
-        """Pretrain the current module; return its label-free score (silhouette of the initial clustering)."""
+    def _restart_score(self) -> float:
+        """Label-free score of a pretrained module: silhouette of the initial clustering of its latent."""
         from sklearn.metrics import silhouette_score
 
-        from ..tl._estimate_k import initial_clusters
-
-        opt = self._pretrain_optimizer(self.hparams["pretrain_lr"] or learning_rate)
-        clip = self.hparams.get("grad_clip")
-
-        def epoch_fn(epoch: int) -> dict:
-            self.module.train()
-            return {
-                "loss": mean_loss(self._batches(batch_size, "pretrain"), self._pretrain_loss, opt, clip=clip, phase="pretraining", epoch=epoch)
-            }
-
-        Phase("Pretraining", pretrain_epochs, progress_bar=self.progress, history=history, prefix="pretrain").run(epoch_fn)
         z = self._forward_all(self.data)["latent"].cpu().numpy()
         if not np.all(np.isfinite(z)):
             return -np.inf
@@ -403,33 +194,32 @@ class ScCAGN(TwoStageModel):
             return -1.0
         return float(silhouette_score(z, labels, sample_size=min(len(z), 2000), random_state=self.random_state))
 
-    def _fit(self, *, max_epochs, pretrain_epochs, batch_size, learning_rate, tol) -> None:
-        n_restarts = int(self.hparams["n_restarts"]) if pretrain_epochs > 0 else 1
-        best = None
-        scores, accs = [], []
+    def _pretrain(self, epochs: int, batch_size: int, learning_rate: float, history: dict | None = None) -> None:
+        """``n_restarts`` fresh modules pretrained; the one with the best :meth:`_restart_score` is kept."""
+        n_restarts = int(self.hparams["n_restarts"]) if epochs > 0 else 1
+        lr = self.hparams["pretrain_lr"] or learning_rate
+        best, scores, accs = None, [], []
         for r in range(n_restarts):
             if r > 0:  # restart 0 uses the seeds set by train(); later ones derived seeds
                 torch.manual_seed(self.random_state + 7919 * r)
                 self.rng = np.random.default_rng([self.random_state, r])
-            self.module = self.module_class(**self._module_config()).to(self.device)
-            self._new_discriminator_optimizer()
-            history: dict = {}
-            score = self._pretrain_candidate(pretrain_epochs, batch_size, learning_rate, history)
-            scores.append(score)
+            history = {}
+            super()._pretrain(epochs, batch_size, lr, history=history)
+            scores.append(self._restart_score())
             accs.append(float(np.mean(self._d_acc)) if self._d_acc else float("nan"))
-            if best is None or score > best[0]:
-                best = (score, self.module, self._d_opt, history, r)
-        score, module, d_opt, history, chosen = best
+            if best is None or scores[-1] > best[0]:
+                best = (scores[-1], self.module, self._d_opt, history, r)
+        _, self.module, self._d_opt, history, chosen = best
         if n_restarts > 1:
             logg.info(f"    pretraining restarts: silhouettes {np.round(scores, 3).tolist()}; kept restart {chosen}")
         self.history.update(history)
-        self._reuse_module, self._d_opt = module, d_opt
         self._d_acc = []
-        super()._fit(max_epochs=max_epochs, pretrain_epochs=0, batch_size=batch_size, learning_rate=learning_rate, tol=tol)
-        self.train_params["pretrain_epochs_trained"] = pretrain_epochs
         self.train_params["pretrain_restart_chosen"] = chosen
         self.extras["pretrain_scores"] = [float(s) for s in scores]
         self.extras["discriminator_accuracy_pretrain"] = accs[chosen]
+
+    def _fit(self, **kwargs) -> None:
+        super()._fit(**kwargs)
         self.extras["discriminator_accuracy_train"] = float(np.mean(self._d_acc)) if self._d_acc else float("nan")
         self.extras["discriminator_accuracy"] = self._discriminator_accuracy()
 

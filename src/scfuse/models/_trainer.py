@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
+from scanpy import logging as logg
 
-from .._settings import settings
-from .._utils._validate import TrainingError
+from scfuse._settings import settings
+from scfuse._utils._validate import TrainingError, check_positive_int
 
 
 def show_progress(progress_bar: bool | None) -> bool:
@@ -104,3 +107,68 @@ def mean_loss(
         total += optimizer_step(loss, optimizer, clip=clip, phase=phase, epoch=epoch)
         count += 1
     return total / max(count, 1)
+
+
+class ScheduleMixin:
+    """The training schedule of :class:`~scfuse.models.FusionModel`: epochs, steps per epoch, mini-batches."""
+
+    def _phase_batches(self, batch_size: int, phase: str):
+        """Index arrays of one epoch of ``phase`` (``"pretrain"`` or ``"cluster"``): graph-local mini-batches.
+
+        At most the phase's steps per epoch of the default schedule (:meth:`default_schedule`).
+        """
+        gen = self.data.epoch_batches(
+            batch_size, self.rng, neighbors_per_seed=self.hparams.get("neighbors_per_seed", 3)
+        )
+        return itertools.islice(gen, self._epoch_steps.get(phase))
+
+    def _training_schedule(self, max_epochs, pretrain_epochs, batch_size, learning_rate) -> dict[str, Any]:
+        """Epochs, mini-batch size, steps per epoch and learning rate of :meth:`train`, checked, defaults filled."""
+        n = self.data.n
+        if batch_size is None:
+            batch_size = self.default_batch_size
+        batch_size = check_positive_int(batch_size, "batch_size", minimum=2)
+        if batch_size > self.max_batch_size:
+            logg.warning(f"batch_size={batch_size} is capped to {self.max_batch_size} cells per mini-batch.")
+            batch_size = self.max_batch_size
+        self._epoch_steps = {}
+        if max_epochs is None:
+            max_epochs, self._epoch_steps["cluster"] = self.default_schedule(
+                n, batch_size, self.default_cluster_steps, self.default_cluster_epoch_range
+            )
+        max_epochs = check_positive_int(max_epochs, "max_epochs", minimum=0)
+        if pretrain_epochs is None:
+            pretrain_epochs, self._epoch_steps["pretrain"] = self.default_schedule(
+                n, batch_size, self.default_pretrain_steps, self.default_pretrain_epoch_range
+            )
+        pretrain_epochs = check_positive_int(pretrain_epochs, "pretrain_epochs", minimum=0)
+        learning_rate = self.default_learning_rate if learning_rate is None else float(learning_rate)
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {learning_rate}.")
+        if self.n_clusters_requested is not None and self.n_clusters_requested > n:
+            raise ValueError(f"n_clusters={self.n_clusters_requested} exceeds the number of cells ({n}).")
+        return {
+            "max_epochs": max_epochs,
+            "pretrain_epochs": pretrain_epochs,
+            "batch_size": batch_size,
+            "steps_per_epoch": {k: v for k, v in self._epoch_steps.items() if v is not None},
+            "learning_rate": learning_rate,
+        }
+
+    @classmethod
+    def default_schedule(
+        cls, n: int, batch_size: int, steps: int, epoch_range: tuple[int, int]
+    ) -> tuple[int, int | None]:
+        """``(epochs, steps per epoch)`` of a phase's default schedule on ``n`` cells (``None``: whole epochs).
+
+        Up to ``fixed_budget_cells`` cells: whole epochs, about ``steps`` mini-batch steps in all, clipped to
+        ``epoch_range``. Above it the budget is ``steps`` whatever ``n``: whole epochs while one epoch is short
+        enough, else the lower end of ``epoch_range`` epochs of ``ceil(steps / lower end)`` mini-batches each
+        (so training time stops growing with ``n`` and each cell is seen about ``steps * batch_size / n`` times).
+        """
+        per_epoch = max(1, int(np.ceil(n / batch_size)))
+        lo, hi = epoch_range
+        epochs = int(min(hi, max(lo, int(np.ceil(steps / per_epoch)))))
+        if n <= cls.fixed_budget_cells or per_epoch * lo <= steps:
+            return epochs, None
+        return lo, int(np.ceil(steps / lo))

@@ -2,48 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 from scanpy import logging as logg
 
-from .._utils._graph import sample_edges
-from ..nn import soft_assign, target_distribution
+from scfuse._utils._graph import sample_edges
+from scfuse._utils._validate import TrainingError
+from scfuse.nn import soft_assign, target_distribution
+
 from ._base import FusionModel
+from ._config import TwoStageConfig
 from ._data import Batch, CellData
-from ._trainer import Phase, mean_loss
+from ._trainer import Phase, optimizer_step
 
 
 class TwoStageModel(FusionModel):
-    """Schedule shared by the DEC-style methods.
+    """Schedule shared by the DEC-style methods, in named steps a method overrides by name.
 
-    1. Pretraining: ``_pretrain_loss(batch)`` on graph-local mini-batches.
-    2. Initialisation: Leiden (``n_clusters=None``) or k-means/average linkage (given k, by silhouette) on the
-       pretrained embedding gives k and centres.
-    3. Clustering: every epoch a no-grad pass over all cells gives ``Q``, the target ``P`` (detached) and the labels;
-       the stage stops when fewer than ``tol`` of the labels change (after ``min_cluster_epochs``), else runs
-       ``_cluster_loss(batch, p)`` steps.
+    1. ``_pretrain``: the module's ``loss(batch, targets, "pretrain")`` on graph-local mini-batches.
+    2. ``_start_clusters``: Leiden (``n_clusters=None``) or the given-k start on the pretrained embedding gives
+       k and centres.
+    3. ``_cluster_stage``: every epoch a no-grad pass over all cells gives ``Q``, the targets (``P``, detached,
+       from ``_targets``) and the labels; the stage stops when fewer than ``tol`` of the labels change (after
+       ``min_cluster_epochs``), else runs steps of the module's ``loss(batch, targets, "cluster")``.
 
-    Subclasses provide the module, the two losses, :meth:`_cluster_parameters` and :meth:`_forward_all`.
+    The module's ``loss`` returns named loss terms; ``loss_weights`` names the hyper-parameter that weights
+    each term (a term without one counts once), and the history records every weighted term per epoch. A method
+    provides the module, ``loss_weights``, ``_forward_all`` and, where it needs them, the optimiser
+    hooks and ``_extra_terms`` (extra optimiser steps inside a training step, e.g. a discriminator's).
     """
 
-    default_hparams: dict[str, Any] = {"min_cluster_epochs": 5, "grad_clip": None, "neighbors_per_seed": 3}
+    config_class = TwoStageConfig
+    #: ``{phase: {term: hyper-parameter name}}``: the weight of each loss term the module returns
+    loss_weights: ClassVar[dict[str, dict[str, str]]] = {}
+    #: phases whose loss reads sampled pairs of the batch's graph (``targets["pairs"]``, graph reconstruction)
+    pair_phases: ClassVar[tuple[str, ...]] = ()
 
     # -- hooks
-    def _pretrain_loss(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+    def _forward_all(self, data: CellData) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """Eval-mode pass over all cells (run under no-grad).
+
+        Returns at least ``{"latent": z}``, and ``"proba"`` if the method has its own assignment head; other
+        entries are passed to ``_targets``.
+        """
         raise NotImplementedError
 
-    def _cluster_loss(self, batch: Batch, p: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _targets(self, q: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-cell targets of the clustering stage from ``Q`` of all cells (and the pass ``out``)."""
+        return {"p": target_distribution(q)}
+
+    def _extra_terms(self, terms: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        """Loss terms that need an extra optimiser step first (none by default)."""
+        return {}
 
     def _cluster_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.module.parameters())
-
-    def _forward_all(self, data: CellData) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
-        """No-grad, eval-mode pass over all cells; returns at least ``{"latent": z}`` (and ``"proba"`` if the
-        method has its own assignment head)."""
-        raise NotImplementedError
 
     def _pretrain_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.module.parameters(), lr=lr)
@@ -51,25 +66,139 @@ class TwoStageModel(FusionModel):
     def _cluster_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(self._cluster_parameters(), lr=lr)
 
-    # -- helpers
-    def _batches(self, batch_size: int, phase: str):
-        for idx in self._phase_batches(batch_size, phase):
-            yield self.data.batch(idx, self.device)
+    def _cluster_learning_rate(self, lr: float) -> float:
+        return lr
 
-    def _pair_logits(self, batch: Batch, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inner-product graph decoder on sampled pairs of batch cells: ``(h_i . h_j, target)``.
+    def _after_init(self, z0: np.ndarray, labels: np.ndarray) -> None:
+        """Hook run after the clusters are initialised (e.g. to initialise a second head)."""
 
-        The pairs are every edge of the batch's subgraph plus as many random pairs (target 1 for edges, 0 for
-        non-edges), so the graph-reconstruction loss never needs the ``n x n`` adjacency.
+    def _new_module(self) -> None:
+        """A freshly initialised module for training (:attr:`module`)."""
+        self.module = self._build_module(**self._module_config()).to(self.device)
+
+    # -- one training step
+    def _pairs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sampled pairs of batch cells ``(rows, cols, target)``.
+
+        Every edge of the batch's subgraph (target 1) plus as many random pairs (target 0), so graph reconstruction never needs the ``n x n``
+        adjacency.
         """
         r, c, t = sample_edges(batch.adj_binary, max(batch.adj_binary.nnz, 1), self.rng)
-        r, c = torch.from_numpy(r).to(self.device), torch.from_numpy(c).to(self.device)
-        return (h[r] * h[c]).sum(dim=1), torch.from_numpy(t).to(self.device)
+        dev = self.device
+        return torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev), torch.from_numpy(t).to(dev)
+
+    def _loss(self, batch: Batch, targets: dict[str, torch.Tensor], phase: str) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one mini-batch, their sum under ``"loss"``."""
+        if phase in self.pair_phases:
+            targets = {**targets, "pairs": self._pairs(batch)}
+        terms = self.module.loss(batch, targets, phase)
+        terms.update(self._extra_terms(terms, phase))
+        weights = self.loss_weights.get(phase, {})
+        out: dict[str, torch.Tensor] = {}
+        for name, value in terms.items():
+            if not name.startswith("_"):  # "_" entries are outputs for _extra_terms, not loss terms
+                out[name] = value * self.hparams[weights[name]] if name in weights else value
+        total = None
+        for value in out.values():
+            total = value if total is None else total + value
+        return {"loss": total, **out}
+
+    def _epoch(self, phase: str, batch_size: int, opt, epoch: int, targets_all=None) -> dict[str, float]:
+        """One epoch of optimiser steps; returns the mean of the loss and of each term."""
+        self.module.train()
+        clip = self.hparams.get("grad_clip")
+        sums: dict[str, float] = {}
+        count = 0
+        for idx in self._phase_batches(batch_size, phase):
+            batch = self.data.batch(idx, self.device)
+            t = {}
+            if targets_all is not None:
+                rows = torch.from_numpy(batch.index).to(self.device)
+                t = {k: v[rows] for k, v in targets_all.items()}
+            terms = self._loss(batch, t, phase)
+            name = "pretraining" if phase == "pretrain" else "clustering"
+            sums["loss"] = sums.get("loss", 0.0) + optimizer_step(
+                terms.pop("loss"), opt, clip=clip, phase=name, epoch=epoch
+            )
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            count += 1
+        return {k: v / max(count, 1) for k, v in sums.items()} if count else {"loss": 0.0}
+
+    # -- named steps
+    def _pretrain(self, epochs: int, batch_size: int, learning_rate: float, history: dict | None = None) -> None:
+        """Build a fresh module and pretrain it for ``epochs`` epochs."""
+        self._new_module()
+        opt = self._pretrain_optimizer(learning_rate)
+        history = self.history if history is None else history
+        phase = Phase("Pretraining", epochs, progress_bar=self.progress, history=history, prefix="pretrain")
+        phase.run(lambda epoch: self._epoch("pretrain", batch_size, opt, epoch))
+
+    def _pretrained_embedding(self) -> np.ndarray:
+        """The embedding the clusters start from (on the latent's direction with ``assign_on="direction"``)."""
+        self.module.eval()
+        with torch.no_grad():
+            z0 = self._forward_all(self.data)["latent"].cpu().numpy()
+        if not np.all(np.isfinite(z0)):
+            raise TrainingError("The pretrained embedding holds NaN or infinite values; adata was not modified.")
+        if getattr(self.config, "assign_on", "latent") == "direction":  # DirectionConfig
+            # cluster on the direction of the latent, at its median norm (a latent whose median norm is 0 stays)
+            norms = np.linalg.norm(z0, axis=1)
+            scale = float(np.median(norms))
+            if scale > 0:
+                z0 = (z0 / np.maximum(norms, 1e-12)[:, None] * scale).astype(np.float32)
+                self.module.direction_scale.fill_(scale)
+        return z0
+
+    def _start_clusters(self, z0: np.ndarray) -> np.ndarray:
+        """k, the start partition and its centres (set on the module); returns the start labels."""
+        labels, centers = self._init_clusters(z0)
+        self.module.set_centers(torch.from_numpy(centers).to(self.device))
+        self._after_init(z0, labels)
+        return labels
 
     @torch.no_grad()
-    def _infer(self, data: CellData) -> dict[str, np.ndarray]:
+    def _all_cells(self) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
+        """One eval-mode pass: the numpy outputs (labels included) and the targets of the clustering stage."""
         self.module.eval()
-        out = self._forward_all(data)
+        out = self._forward_all(self.data)
+        res = self._numpy_outputs(out)
+        q = torch.from_numpy(res["proba"]).to(self.device)
+        return res, self._targets(q, out)
+
+    def _cluster_stage(self, max_epochs: int, batch_size: int, learning_rate: float, tol: float, labels) -> None:
+        """Self-training on the targets until fewer than ``tol`` of the labels change (or ``max_epochs``)."""
+        opt = self._cluster_optimizer(self._cluster_learning_rate(learning_rate))
+        state = {"labels": labels}
+        min_epochs = self.hparams["min_cluster_epochs"]
+
+        def cluster_epoch(epoch: int) -> dict:
+            res, targets = self._all_cells()
+            delta = float(np.mean(res["labels"] != state["labels"]))
+            state["labels"] = res["labels"]
+            if epoch >= min_epochs and delta < tol:
+                self.converged = True
+                return {"delta_label": delta, "stop": True}
+            return {**self._epoch("cluster", batch_size, opt, epoch, targets), "delta_label": delta}
+
+        self.converged = False
+        phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
+        phase.run(cluster_epoch)
+        self.train_params["cluster_epochs_trained"] = phase.epochs_run
+        if not self.converged and max_epochs > 0:
+            logg.info(
+                f"    the clustering stage reached max_epochs={max_epochs} before the label change fell under tol"
+            )
+
+    def _fit(self, *, max_epochs, pretrain_epochs, batch_size, learning_rate, tol) -> None:
+        self._pretrain(pretrain_epochs, batch_size, learning_rate)
+        self.train_params["pretrain_epochs_trained"] = pretrain_epochs
+        labels = self._start_clusters(self._pretrained_embedding())
+        self._cluster_stage(max_epochs, batch_size, learning_rate, tol, labels)
+        self.centers = self.module.centers.detach().cpu().numpy()
+
+    # -- inference
+    def _numpy_outputs(self, out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         z = out["latent"]
         q = out.get("proba")
         if q is None:
@@ -78,103 +207,7 @@ class TwoStageModel(FusionModel):
         res["labels"] = res["proba"].argmax(axis=1)
         return res
 
-    # -- schedule
-    def _fit(self, *, max_epochs, pretrain_epochs, batch_size, learning_rate, tol) -> None:
-        self.module = self._build_module(**self._module_config()).to(self.device)
-        clip = self.hparams.get("grad_clip")
-
-        opt = self._pretrain_optimizer(learning_rate)
-
-        def pretrain_epoch(epoch: int) -> dict:
-            self.module.train()
-            return {
-                "loss": mean_loss(
-                    self._batches(batch_size, "pretrain"), self._pretrain_loss, opt, clip=clip, phase="pretraining", epoch=epoch
-                )
-            }
-
-        Phase("Pretraining", pretrain_epochs, progress_bar=self.progress, history=self.history, prefix="pretrain").run(
-            pretrain_epoch
-        )
-
+    @torch.no_grad()
+    def _infer(self, data: CellData) -> dict[str, np.ndarray]:
         self.module.eval()
-        with torch.no_grad():
-            z0 = self._forward_all(self.data)["latent"].cpu().numpy()
-        if not np.all(np.isfinite(z0)):
-            from .._utils._validate import TrainingError
-
-            raise TrainingError("The pretrained embedding holds NaN or infinite values; adata was not modified.")
-        if self.hparams.get("assign_on", "latent") == "direction":
-            # cluster on the direction of the latent, at its median norm: the start (k, partition, centres) and
-            # the Student-t assignment then ignore how far from the origin a cell lies
-            # (a latent whose median norm is 0 stays as it is)
-            norms = np.linalg.norm(z0, axis=1)
-            scale = float(np.median(norms))
-            if scale > 0:
-                z0 = (z0 / np.maximum(norms, 1e-12)[:, None] * scale).astype(np.float32)
-                self.module.direction_scale.fill_(scale)
-        labels, centers = self._init_clusters(z0)
-        self.module.set_centers(torch.from_numpy(centers).to(self.device))
-        self._after_init(z0, labels)
-
-        opt2 = self._cluster_optimizer(self._cluster_learning_rate(learning_rate))
-        state = {"labels": labels}
-        min_epochs = self.hparams["min_cluster_epochs"]
-
-        def cluster_epoch(epoch: int) -> dict:
-            res = self._infer(self.data)
-            q = torch.from_numpy(res["proba"]).to(self.device)
-            p_all = self._target(q)
-            new = res["labels"]
-            delta = float(np.mean(new != state["labels"]))
-            state["labels"] = new
-            if epoch >= min_epochs and delta < tol:
-                self.converged = True
-                return {"delta_label": delta, "stop": True}
-            self.module.train()
-            loss = mean_loss(
-                self._batches(batch_size, "cluster"),
-                lambda b: self._cluster_loss(b, p_all[torch.from_numpy(b.index).to(self.device)]),
-                opt2,
-                clip=clip,
-                phase="clustering",
-                epoch=epoch,
-            )
-            return {"loss": loss, "delta_label": delta}
-
-        self.converged = False
-        phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
-        phase.run(cluster_epoch)
-        self.train_params["cluster_epochs_trained"] = phase.epochs_run
-        self.train_params["pretrain_epochs_trained"] = pretrain_epochs
-        if not self.converged and max_epochs > 0:
-            logg.info(f"    the clustering stage reached max_epochs={max_epochs} before the label change fell under tol")
-        self.centers = self.module.centers.detach().cpu().numpy()
-
-    def _after_init(self, z0: np.ndarray, labels: np.ndarray) -> None:
-        """Hook run after the clusters are initialised (e.g. to initialise a second head)."""
-
-    def _cluster_learning_rate(self, lr: float) -> float:
-        return lr
-
-    def _target(self, q: torch.Tensor) -> torch.Tensor:
-        return target_distribution(q)
-
-
-class ClusterCenters(torch.nn.Module):
-    """Mixin module part: a ``centers`` parameter filled once k is known, and the space the Student-t assignment
-    reads (:meth:`assign_space`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # 0: assign on the latent itself; > 0: on the latent's direction, at this radius
-        self.register_buffer("direction_scale", torch.zeros(()))
-
-    def assign_space(self, z: torch.Tensor) -> torch.Tensor:
-        """``z``, or ``direction_scale * z / ||z||`` once a direction scale is set."""
-        s = self.direction_scale
-        # torch.where rather than a Python test on the buffer: no device-to-host sync per training step
-        return torch.where(s > 0, torch.nn.functional.normalize(z, dim=1) * s, z)
-
-    def set_centers(self, centers: torch.Tensor) -> None:
-        self.centers = torch.nn.Parameter(centers.clone())
+        return self._numpy_outputs(self._forward_all(data))

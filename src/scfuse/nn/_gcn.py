@@ -89,3 +89,9 @@ class TAGConv(nn.Module):
         if self.bias is not None:
             out = out + self.bias
         return self.activation(out) if self.activation is not None else out
+
+
+def pair_logits(h: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
+    """Inner-product graph decoder on sampled cell pairs ``(rows, cols, target)``, giving ``(<h_i, h_j>, target)``."""
+    r, c, t = pairs
+    return (h[r] * h[c]).sum(dim=1), t

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._keys import ClusterKeys
+from scfuse._keys import ClusterKeys
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -68,7 +68,9 @@ def embedding(
     elif basis in adata.obsm:
         emb_key = basis
     else:
-        raise KeyError(f"No embedding for basis={basis!r}: neither obsm[{keys.embedding!r}] nor obsm[{basis!r}] exists.")
+        raise KeyError(
+            f"No embedding for basis={basis!r}: neither obsm[{keys.embedding!r}] nor obsm[{basis!r}] exists."
+        )
     if color is None and basis in adata.obs:
         color = basis
     emb = np.asarray(adata.obsm[emb_key])
@@ -96,8 +98,10 @@ def embedding(
     return sc.pl.embedding(adata, basis=plot_key, color=color, show=show, ax=ax, return_fig=return_fig, **kwargs)
 
 
-def history(adata: AnnData, key: str = "attentionae", *, show: bool | None = None, return_fig: bool = False) -> Figure | None:
-    """Loss curves of each training phase and the fraction of labels that changed per clustering epoch.
+def history(
+    adata: AnnData, key: str = "attentionae", *, show: bool | None = None, return_fig: bool = False
+) -> Figure | None:
+    """Loss curves of each training phase (the total and its terms) and the fraction of labels that changed.
 
     Reads ``adata.uns[key]["history"]`` written by :func:`scfuse.tl.cluster`. Where the clustering stage ran in
     several passes (``scamac``), dotted lines mark the epochs where a new pass starts.
@@ -119,15 +123,28 @@ def history(adata: AnnData, key: str = "attentionae", *, show: bool | None = Non
     starts = [] if passes is None else (np.flatnonzero(np.diff(passes) != 0) + 1.5).tolist()
     if not series:
         raise ValueError(f"adata.uns[{key!r}]['history'] is empty.")
-    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
-    for ax, (name, vals) in zip(axes[0], sorted(series.items()), strict=True):
-        ax.plot(np.arange(1, len(vals) + 1), vals, marker="." if len(vals) < 50 else None)
-        if passes is not None and name.startswith("cluster_") and len(vals) == len(passes):
+    # one panel per phase's losses (the total and each weighted term of the module's loss), one per other series
+    panels: dict[str, dict[str, np.ndarray]] = {}
+    for name, vals in sorted(series.items()):
+        phase, _, term = name.partition("_")
+        panel = f"{phase} loss" if phase in ("pretrain", "cluster") and term != "delta_label" else name
+        panels.setdefault(panel, {})[term if panel != name else name] = vals
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    order = {"pretrain loss": 0, "cluster loss": 1}
+    panels = dict(sorted(panels.items(), key=lambda kv: order.get(kv[0], 2)))
+    for ax, (panel, curves) in zip(axes[0], panels.items(), strict=True):
+        for label, vals in sorted(curves.items(), key=lambda kv: kv[0] != "loss"):
+            ax.plot(np.arange(1, len(vals) + 1), vals, marker="." if len(vals) < 50 else None, label=label)
+        n = max(len(v) for v in curves.values())
+        if passes is not None and panel.startswith("cluster") and n == len(passes):
             for x in starts:
                 ax.axvline(x, color="0.6", linestyle=":", linewidth=1)
-        ax.set_title(name.replace("_", " "))
+        ax.set_title(panel.replace("_", " "))
         ax.set_xlabel("epoch")
-        if "loss" in name and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-12) > 20:
+        if len(curves) > 1:
+            ax.legend(fontsize="small")
+        vals = np.concatenate([v for v in curves.values() if np.all(np.isfinite(v))] or [np.ones(1)])
+        if "loss" in panel and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-12) > 20:
             ax.set_yscale("log")
     fig.suptitle(f"scfuse {key} training history")
     fig.tight_layout()

@@ -6,11 +6,16 @@ import numpy as np
 import scipy.sparse as sp
 from scanpy import logging as logg
 
-from .._keys import GraphKeys
-from .._utils._graph import batch_balanced_knn, binary_adjacency, gauss_weights, knn_search, knn_to_csr
-from .._utils._matrix import column_mean_var, zscore_pca
-from .._utils._random import resolve_seed
-from .._utils._validate import batch_codes, check_adata, check_finite, check_positive_int, looks_like_counts
+from scfuse._keys import GraphKeys
+from scfuse._utils._graph import (
+    batch_balanced_knn,
+    edge_weights,
+    knn_search,
+    knn_to_csr,
+)
+from scfuse._utils._matrix import column_mean_var, zscore_pca
+from scfuse._utils._random import resolve_seed
+from scfuse._utils._validate import batch_codes, check_adata, check_finite, check_positive_int, looks_like_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -42,9 +47,10 @@ def log_hvg_matrix(counts, n_top_genes: int | None) -> tuple[sp.csr_matrix, np.n
 def compute_representation(
     adata: AnnData, *, layer: str | None, n_top_genes: int, n_pcs: int, random_state: int
 ) -> np.ndarray:
-    """PCA of the z-scored log-normalised HVGs of ``layer`` (or of ``X``), computed on copies; sparse input is
-    never densified as a whole above :data:`~scfuse._utils._matrix.DENSE_PCA_MAX_CELLS` cells."""
+    """PCA of the z-scored log-normalised HVGs of ``layer`` (or of ``X``), computed on copies.
 
+    Sparse input is never densified as a whole above :data:`~scfuse._utils._matrix.DENSE_PCA_MAX_CELLS` cells.
+    """
     mat = adata.X if layer is None else adata.layers[layer]
     check_finite(mat, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
     if looks_like_counts(mat, sample=200_000):
@@ -57,54 +63,26 @@ def compute_representation(
     return zscore_pca(rep, n_pcs, random_state=random_state)
 
 
-def edge_weights(idx: np.ndarray, dist: np.ndarray, method: GraphMethod, *, metric: str, random_state: int) -> sp.csr_matrix:
-    """Symmetric connectivities (CSR float32, no self loops) of a kNN table for the weights ``method``.
-
-    ``idx`` and ``dist`` are ``cells x k`` neighbour indices and distances, the cell itself excluded.
-    """
-    n = idx.shape[0]
-    if method == "gauss":
-        conn = gauss_weights(idx, dist)
-    elif method == "knn":
-        conn = binary_adjacency(knn_to_csr(idx, np.ones_like(dist), n))
+def _representation(adata: AnnData, use_rep, layer, n_top_genes, n_pcs, seed, keys) -> tuple:
+    """``(representation, its key, the PCA to write or None, the layer read)`` of :func:`build_graph`."""
+    pca_to_write = None
+    if use_rep is None and "X_pca" in adata.obsm:
+        use_rep = "X_pca"
+    if use_rep is None:
+        if layer is None and "counts" in adata.layers:
+            layer = "counts"
+        rep = compute_representation(adata, layer=layer, n_top_genes=n_top_genes, n_pcs=n_pcs, random_state=seed)
+        pca_to_write = rep
+        rep_key = keys.pca
+    elif use_rep == "X":
+        rep = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+        rep_key = "X"
     else:
-        from umap.umap_ import fuzzy_simplicial_set
-
-        knn_i = np.hstack([np.arange(n)[:, None], idx])
-        knn_d = np.hstack([np.zeros((n, 1)), dist]).astype(np.float32)
-        conn, _, _ = fuzzy_simplicial_set(
-            sp.coo_matrix((n, 1)), idx.shape[1] + 1, random_state, metric, knn_indices=knn_i, knn_dists=knn_d,
-            set_op_mix_ratio=1.0, local_connectivity=1.0,
-        )
-        conn = sp.csr_matrix(conn, dtype=np.float32)
-        conn.setdiag(0)
-        conn.eliminate_zeros()
-    return sp.csr_matrix(conn, dtype=np.float32)
-
-
-def knn_table(distances: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """``(idx, dist)``, ``cells x k``, from a kNN distance matrix (``obsp[...distances]``), nearest first.
-
-    ``k`` is the smallest number of stored neighbours of any cell (scanpy and :func:`build_graph` store the same
-    number for every cell)."""
-    d = sp.csr_matrix(distances)
-    d.setdiag(0)
-    d.eliminate_zeros()
-    counts = np.diff(d.indptr)
-    k = int(counts.min()) if counts.size else 0
-    if k < 1:
-        raise ValueError("The stored kNN distances have a cell without neighbours; rebuild the graph.")
-    if np.all(counts == k):  # the usual case: every cell has k neighbours
-        data, cols = d.data.reshape(-1, k), d.indices.reshape(-1, k)
-        order = np.argsort(data, axis=1, kind="stable")
-        return np.take_along_axis(cols, order, 1).astype(np.int64), np.take_along_axis(data, order, 1).astype(np.float32)
-    idx = np.empty((d.shape[0], k), dtype=np.int64)
-    dist = np.empty((d.shape[0], k), dtype=np.float32)
-    for i in range(d.shape[0]):
-        row = slice(d.indptr[i], d.indptr[i + 1])
-        order = np.argsort(d.data[row], kind="stable")[:k]
-        idx[i], dist[i] = d.indices[row][order], d.data[row][order]
-    return idx, dist
+        if use_rep not in adata.obsm:
+            raise KeyError(f"use_rep={use_rep!r} not found in adata.obsm (available: {list(adata.obsm.keys())}).")
+        rep = np.asarray(adata.obsm[use_rep])
+        rep_key = use_rep
+    return rep, rep_key, pca_to_write, layer
 
 
 def build_graph(
@@ -204,23 +182,7 @@ def build_graph(
     keys = GraphKeys("neighbors" if key_added == "neighbors" else key_added)
 
     # everything is computed before anything is written
-    pca_to_write = None
-    if use_rep is None and "X_pca" in adata.obsm:
-        use_rep = "X_pca"
-    if use_rep is None:
-        if layer is None and "counts" in adata.layers:
-            layer = "counts"
-        rep = compute_representation(adata, layer=layer, n_top_genes=n_top_genes, n_pcs=n_pcs, random_state=seed)
-        pca_to_write = rep
-        rep_key = keys.pca
-    elif use_rep == "X":
-        rep = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
-        rep_key = "X"
-    else:
-        if use_rep not in adata.obsm:
-            raise KeyError(f"use_rep={use_rep!r} not found in adata.obsm (available: {list(adata.obsm.keys())}).")
-        rep = np.asarray(adata.obsm[use_rep])
-        rep_key = use_rep
+    rep, rep_key, pca_to_write, layer = _representation(adata, use_rep, layer, n_top_genes, n_pcs, seed, keys)
     rep = np.asarray(rep, dtype=np.float32)
     check_finite(rep, f"the representation {rep_key!r}")
 

@@ -6,15 +6,27 @@ import numpy as np
 import pandas as pd
 from scanpy import logging as logg
 
-from .._keys import ClusterKeys
-from .._utils._validate import check_adata
+from scfuse._docs import doc_params, doc_train
+from scfuse._keys import ClusterKeys
+from scfuse._utils._validate import check_adata
+from scfuse.models import registered_methods
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ..models import FusionModel
+    from scfuse.models import FusionModel
 
-Method = Literal["attentionae", "scasdc", "scdefer", "scamac", "sccagn"]
+#: the names of the registered methods (:func:`show_methods`)
+Method = Literal[tuple(registered_methods())]
+
+
+def _methods_doc() -> str:
+    rows = [f"``{name!r}`` ({cls.__name__})" for name, cls in registered_methods().items()]
+    return (
+        "method\n    The method: "
+        + ", ".join(rows)
+        + "; see :func:`show_methods`. Its keyword arguments are the fields of the method's ``config_class``."
+    )
 
 
 def show_methods() -> pd.DataFrame:
@@ -26,8 +38,6 @@ def show_methods() -> pd.DataFrame:
     >>> "attentionae" in scfuse.tl.show_methods().index
     True
     """
-    from ..models import registered_methods
-
     rows = []
     for name, cls in sorted(registered_methods().items()):
         rows.append(
@@ -39,6 +49,7 @@ def show_methods() -> pd.DataFrame:
                 "zinb_counts": cls.uses_counts,
                 "graph": cls.uses_graph,
                 "pretrain_steps": cls.default_pretrain_steps,
+                "config": cls.config_class.__name__,
                 "cluster_steps": cls.default_cluster_steps,
                 "paper": cls.paper,
             }
@@ -91,7 +102,7 @@ def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str
     Every field is built first, then all are assigned by :func:`assign_fields`: a failure leaves ``adata`` as it
     was.
     """
-    out = model._outputs(None)
+    out = model.outputs(None)
     labels, proba = out["labels"], out["proba"]
     keys = ClusterKeys(key)
     record = {
@@ -116,6 +127,34 @@ def write_results(adata: AnnData, model: FusionModel, key: str, params: dict[str
     assign_fields(adata, fields)
 
 
+def _write_trained(adata: AnnData, model: FusionModel, key: str, *, copy: bool, start) -> AnnData | None:
+    """Write a trained model's results into ``adata`` (or its copy), all at once; returns the copy or ``None``."""
+    out = model.outputs(None)  # computed before anything is written
+    n_used = int(len(np.unique(out["labels"])))
+    if not model.n_clusters_estimated and n_used < model.n_clusters:
+        logg.warning(
+            f"{model.method_name}: n_clusters={model.n_clusters} was given but {n_used} clusters hold cells after training "
+            "(the clustering stage emptied the others, or they were smaller than min_cluster_size); "
+            f"adata.uns[{key!r}]['params'] records both numbers."
+        )
+    params = {**model.run_record(), "n_clusters": n_used}
+    target = adata.copy() if copy else adata
+    write_results(target, model, key, params)
+    logg.info(
+        "    finished",
+        time=start,
+        deep=(
+            f"found {n_used} clusters and added\n"
+            f"    '{key}', the cluster labels (adata.obs, categorical)\n"
+            f"    'X_{key}', the embedding (adata.obsm)\n"
+            f"    '{key}_proba', soft assignments (adata.obsm)\n"
+            f"    '{key}', params, history (adata.uns)"
+        ),
+    )
+    return target if copy else None
+
+
+@doc_params(doc_train=doc_train, doc_methods=_methods_doc())
 def cluster(
     adata: AnnData,
     method: Method = "attentionae",
@@ -154,9 +193,7 @@ def cluster(
     ----------
     adata
         Annotated data matrix with raw counts in ``layers[layer]`` (or in ``X``).
-    method
-        ``"attentionae"`` (AttentionAE-sc), ``"scasdc"``, ``"scdefer"``, ``"scamac"`` or ``"sccagn"``;
-        see :func:`show_methods`.
+    {doc_methods}
     n_clusters
         Number of clusters. ``None`` estimates it (Leiden on the pretrained embedding); an integer starts the
         clustering stage from that many clusters of the pretrained embedding. By default
@@ -207,26 +244,11 @@ def cluster(
         ``scasdc``, ``scdefer``) also give its ZINB heads each cell's one-hot batch, as scVI's decoder reads it,
         so that the decoder, not the embedding, models the samples' own shifts. New cells of any batch, a new one
         included, are mapped by the encoder alone. Recorded in ``uns[key_added]["params"]["batch_key"]``.
-    max_epochs
-        Maximum epochs of the clustering stage (method default when ``None``).
-    pretrain_epochs
-        Epochs of pretraining (method default when ``None``).
-    batch_size
-        Cells per mini-batch.
-    learning_rate
-        Learning rate (method default when ``None``).
-    tol
-        The clustering stage stops when fewer than this fraction of labels changes between epochs.
     random_state
         Seed of everything random (python, numpy, torch). Results are identical for a seed on CPU with the same
         number of torch threads (recorded as ``params["torch_threads"]``; pin it with
         :attr:`scfuse.settings.n_threads`); GPU kernels are not bit-exact.
-    accelerator
-        ``"auto"`` picks CUDA, then Apple MPS, then the CPU; or ``"cpu"``, ``"gpu"``, ``"mps"``.
-    devices
-        CUDA device index or ``"auto"``.
-    progress_bar
-        One progress bar per training phase; ``None`` shows them in notebooks and terminals.
+    {doc_train}
     return_model
         Also return the trained model (for :func:`transfer`, ``save``/``load``).
     copy
@@ -260,8 +282,7 @@ def cluster(
     >>> adata.obs["attentionae"].dtype.name
     'category'
     """
-    from .. import __version__
-    from ..models import get_model_class
+    from scfuse.models import get_model_class
 
     start = logg.info(f"clustering with {method!r}")
     check_adata(adata, writable=True)
@@ -293,48 +314,7 @@ def cluster(
         devices=devices,
         progress_bar=progress_bar,
     )
-    out = model._outputs(None)  # computed before anything is written
-    n_used = int(len(np.unique(out["labels"])))
-    if not model.n_clusters_estimated and n_used < model.n_clusters:
-        logg.warning(
-            f"{method}: n_clusters={model.n_clusters} was given but {n_used} clusters hold cells after training "
-            "(the clustering stage emptied the others, or they were smaller than min_cluster_size); "
-            f"adata.uns[{key!r}]['params'] records both numbers."
-        )
-    params = {
-        "method": method,
-        "n_clusters": n_used,
-        "n_clusters_init": int(model.n_clusters),
-        "n_clusters_estimated": bool(model.n_clusters_estimated),
-        "resolution": "scan" if model.resolution is None else model.resolution,
-        **model.init_info,
-        "layer": model.counts_source if model.uses_counts else layer,
-        "neighbors_key": neighbors_key,
-        "obsp": obsp,
-        "batch_key": batch_key,
-        **model.graph_info,
-        "random_state": model.random_state,
-        "n_top_genes": int(len(model.preprocessor.genes)),
-        "mask_var": model.mask_var,
-        "scfuse_version": __version__,
-        **model.train_params,
-        "model_kwargs": {k: v for k, v in model.hparams.items()},
-    }
-
-    target = adata.copy() if copy else adata
-    write_results(target, model, key, params)
-    logg.info(
-        "    finished",
-        time=start,
-        deep=(
-            f"found {n_used} clusters and added\n"
-            f"    '{key}', the cluster labels (adata.obs, categorical)\n"
-            f"    'X_{key}', the embedding (adata.obsm)\n"
-            f"    '{key}_proba', soft assignments (adata.obsm)\n"
-            f"    '{key}', params, history (adata.uns)"
-        ),
-    )
-    result = target if copy else None
+    result = _write_trained(adata, model, key, copy=copy, start=start)
     return (result, model) if return_model else result
 
 
@@ -369,7 +349,7 @@ def transfer(
     """
     check_adata(adata, writable=True)
     key = model.method_name if key_added is None else key_added
-    out = model._outputs(adata)
+    out = model.outputs(adata)
     k = out["proba"].shape[1]
     target = adata.copy() if copy else adata
     keys = ClusterKeys(key)

@@ -13,8 +13,10 @@ def embedding_graph(
     random_state: int = 0,
     batches: np.ndarray | None = None,
 ):
-    """The weighted kNN graph of an embedding on which every Leiden run of the k scan and of the clustering
-    starts works (an :class:`igraph.Graph`; build it once per embedding and pass it on).
+    """The weighted kNN graph of an embedding (an :class:`igraph.Graph`).
+
+    Every Leiden run of the k scan and of the clustering starts works on it: build it once per embedding and pass
+    it on.
 
     Sparse (``n * n_neighbors`` edges): kernel weights as in :func:`scfuse.pp.build_graph` with
     ``method="gauss"``; the kNN is exact up to :data:`scfuse._utils._graph.EXACT_KNN_MAX_CELLS` cells and
@@ -23,13 +25,15 @@ def embedding_graph(
     """
     import igraph as ig
 
-    from .._utils._graph import batch_balanced_knn, gauss_weights, knn_search
+    from scfuse._utils._graph import batch_balanced_knn, gauss_weights, knn_search
 
     n = z.shape[0]
     if batches is None:
         idx, dist = knn_search(z.astype(np.float32), min(n_neighbors, n - 1), metric=metric, random_state=random_state)
     else:
-        idx, dist = batch_balanced_knn(z.astype(np.float32), batches, n_neighbors, metric=metric, random_state=random_state)
+        idx, dist = batch_balanced_knn(
+            z.astype(np.float32), batches, n_neighbors, metric=metric, random_state=random_state
+        )
     conn = sp.triu(gauss_weights(idx, dist, sigma_neighbor=n_kernel_neighbors), k=1).tocoo()
     g = ig.Graph(n=n, edges=np.column_stack([conn.row, conn.col]).tolist(), directed=False)
     g.es["weight"] = conn.data.astype(float).tolist()
@@ -81,8 +85,10 @@ def _subsample(n: int, max_cells: int, random_state: int) -> np.ndarray:
 
 
 def partition_silhouette(z: np.ndarray, labels: np.ndarray, *, random_state: int = 0) -> float:
-    """Cosine silhouette of a partition on a random subsample of at most :data:`MAX_SCORE_CELLS` cells (-1 for
-    fewer than two clusters in the subsample)."""
+    """Cosine silhouette of a partition on a random subsample of at most :data:`MAX_SCORE_CELLS` cells.
+
+    It is -1 for fewer than two clusters in the subsample.
+    """
     sub = _subsample(z.shape[0], MAX_SCORE_CELLS, random_state)
     return _silhouette(z[sub], np.asarray(labels)[sub], "cosine")
 
@@ -99,9 +105,14 @@ K_RULES = ("silhouette", "silhouette_max", "stability")
 STABILITY_RUNS = 5
 
 
-def seed_stability(graph, resolution: float, labels: np.ndarray, *, n_runs: int = STABILITY_RUNS, random_state: int = 0):
-    """Mean pairwise ARI of ``n_runs`` Leiden partitions of one graph at one resolution (``labels`` is the run
-    with ``random_state``; the others use the following seeds): how reproducible the partition is."""
+def seed_stability(
+    graph, resolution: float, labels: np.ndarray, *, n_runs: int = STABILITY_RUNS, random_state: int = 0
+):
+    """Mean pairwise ARI of ``n_runs`` Leiden partitions of one graph at one resolution.
+
+    How reproducible the partition is. ``labels`` is the run with ``random_state``; the others use the following
+    seeds.
+    """
     from itertools import combinations
 
     from sklearn.metrics import adjusted_rand_score
@@ -146,9 +157,15 @@ def choose_resolution(
     scan, parts = [], []
     for res in sorted(grid):
         labels = leiden_on_embedding(resolution=res, graph=graph, random_state=random_state)
-        entry = {"resolution": res, "n_clusters": int(labels.max()) + 1, "silhouette": _silhouette(z[sub], labels[sub], metric)}
+        entry = {
+            "resolution": res,
+            "n_clusters": int(labels.max()) + 1,
+            "silhouette": _silhouette(z[sub], labels[sub], metric),
+        }
         if rule == "stability":
-            entry["stability"] = seed_stability(graph, res, labels, random_state=random_state) if entry["n_clusters"] > 1 else -1.0
+            entry["stability"] = (
+                seed_stability(graph, res, labels, random_state=random_state) if entry["n_clusters"] > 1 else -1.0
+            )
         scan.append(entry)
         parts.append(labels)
     score = "stability" if rule == "stability" else "silhouette"
@@ -161,8 +178,10 @@ def choose_resolution(
 def average_linkage(
     z: np.ndarray, n_clusters: int, *, metric: str = "cosine", max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
 ) -> np.ndarray:
-    """Average-linkage clustering of a random subsample of at most ``max_cells`` cells; every cell then takes the
-    majority label of its 15 nearest subsampled cells. Memory O(max_cells^2 + n), whatever n."""
+    """Average-linkage clustering of a random subsample of at most ``max_cells`` cells.
+
+    Every cell then takes the majority label of its 15 nearest subsampled cells. Memory O(max_cells^2 + n).
+    """
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -180,8 +199,10 @@ def average_linkage(
 def _partitions_with_k(
     z: np.ndarray, n_clusters: int, *, max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
 ) -> dict[str, np.ndarray]:
-    """The candidate partitions of :func:`partition_with_k`: k-means (20 restarts) and average linkage with cosine
-    and with Euclidean distances."""
+    """The candidate partitions of :func:`partition_with_k`.
+
+    k-means (20 restarts) and average linkage with cosine and with Euclidean distances.
+    """
     from sklearn.cluster import KMeans
 
     candidates = {"kmeans": KMeans(n_clusters, n_init=20, random_state=random_state).fit_predict(z)}
@@ -195,10 +216,10 @@ def _partitions_with_k(
 def partition_with_k(
     z: np.ndarray, n_clusters: int, *, metric: str = "cosine", max_cells: int = MAX_SCORE_CELLS, random_state: int = 0
 ) -> tuple[np.ndarray, dict]:
-    """``n_clusters`` clusters of an embedding without labels: k-means (20 restarts) and average linkage (on a
-    subsample) with cosine and with Euclidean distances all run, and the partition with the highest silhouette
-    (``metric``) is kept.
+    """``n_clusters`` clusters of an embedding without labels.
 
+    k-means (20 restarts) and average linkage (on a subsample) with cosine and with Euclidean distances all run, and
+    the partition with the highest silhouette (``metric``) is kept.
     k-means favours clusters of similar size and splits large cell types when the given k counts rare ones;
     average linkage keeps rare types apart but can isolate outliers. Which distance separates an embedding's
     types best depends on the model (some latents are organised by direction, others also by norm). The
@@ -213,8 +234,10 @@ def partition_with_k(
 
 
 def _silhouette_from_distances(d: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette from a precomputed distance matrix (as :func:`sklearn.metrics.silhouette_score`; a cell
-    alone in its cluster scores 0)."""
+    """Mean silhouette from a precomputed distance matrix.
+
+    As :func:`sklearn.metrics.silhouette_score`; a cell alone in its cluster scores 0.
+    """
     ids, lab, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if ids.size < 2:
         return -1.0
@@ -231,6 +254,55 @@ def _silhouette_from_distances(d: np.ndarray, labels: np.ndarray) -> float:
     return float(np.where(own > 1, sil, 0.0).mean())
 
 
+def _merge_to_k(z, labels, n_clusters: int, dist: np.ndarray, lab_sub: np.ndarray, n_merge_candidates: int):
+    """Merge the pair of clusters that gives the highest silhouette, one merge at a time, down to ``n_clusters``.
+
+    The candidates: the ``n_merge_candidates`` pairs with the smallest mean cosine distance.
+    """
+    k0 = int(labels.max()) + 1
+    zz = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    out = labels.copy()
+    sums = {c: zz[out == c].sum(axis=0, dtype=np.float64) for c in range(k0)}
+    sizes = {c: int((out == c).sum()) for c in range(k0)}
+    while len(sums) > n_clusters:
+        keys = sorted(sums)
+        pairs = sorted(
+            (1.0 - float(sums[a] @ sums[b]) / (sizes[a] * sizes[b]), a, b)
+            for i, a in enumerate(keys)
+            for b in keys[i + 1 :]
+        )[:n_merge_candidates]
+        best = max(pairs, key=lambda t: _silhouette_from_distances(dist, np.where(lab_sub == t[2], t[1], lab_sub)))
+        _, a, b = best
+        out[out == b] = a
+        lab_sub = np.where(lab_sub == b, a, lab_sub)
+        sums[a] = sums[a] + sums.pop(b)
+        sizes[a] += sizes.pop(b)
+    _, out = np.unique(out, return_inverse=True)
+    return out.astype(np.int64)
+
+
+def _spread_pieces(z, labels, sub, current, trees, pieces, metric: str) -> np.ndarray:
+    """Labels of all cells after the subsample's split communities.
+
+    Each cell of a split community takes the piece of its nearest subsampled cell of that community.
+    """
+    out = labels.copy()
+    if sub.size == z.shape[0]:
+        out[sub] = current
+    else:
+        from sklearn.neighbors import KNeighborsClassifier
+
+        for c, m in pieces.items():
+            if m == 1:
+                continue
+            members = np.flatnonzero(labels == c)
+            rows = trees[c][0]
+            knn = KNeighborsClassifier(1, metric=metric).fit(z[sub[rows]], current[rows])
+            out[members] = knn.predict(z[members])
+    _, out = np.unique(out, return_inverse=True)
+    return out
+
+
 def leiden_to_k(
     z: np.ndarray,
     labels: np.ndarray,
@@ -241,10 +313,10 @@ def leiden_to_k(
     n_merge_candidates: int = 10,
     random_state: int = 0,
 ) -> tuple[np.ndarray, str]:
-    """Split or merge a partition (the Leiden communities) to exactly ``n_clusters`` clusters, without labels,
-    one cluster at a time, each step keeping the candidate with the highest silhouette (``metric``, on a fixed
-    random subsample of at most ``max_cells`` cells).
+    """Split or merge a partition (the Leiden communities) to exactly ``n_clusters`` clusters, without labels.
 
+    One cluster at a time, each step keeping the candidate with the highest silhouette (``metric``, on a fixed
+    random subsample of at most ``max_cells`` cells).
     Too few clusters: every community gets an average-linkage dendrogram of its subsampled cells; a
     candidate cuts one community into one piece more. Splitting a large, homogeneous cell type lowers the
     silhouette of many cells, splitting off a small, distinct group raises it, so separated sub-groups go first
@@ -265,25 +337,7 @@ def leiden_to_k(
     dist = pairwise_distances(z[sub], metric=metric).astype(np.float32)
     lab_sub = labels[sub]
     if k0 > n_clusters:
-        zz = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-        out = labels.copy()
-        sums = {c: zz[out == c].sum(axis=0, dtype=np.float64) for c in range(k0)}
-        sizes = {c: int((out == c).sum()) for c in range(k0)}
-        while len(sums) > n_clusters:
-            keys = sorted(sums)
-            pairs = sorted(
-                (1.0 - float(sums[a] @ sums[b]) / (sizes[a] * sizes[b]), a, b)
-                for i, a in enumerate(keys)
-                for b in keys[i + 1 :]
-            )[:n_merge_candidates]
-            best = max(pairs, key=lambda t: _silhouette_from_distances(dist, np.where(lab_sub == t[2], t[1], lab_sub)))
-            _, a, b = best
-            out[out == b] = a
-            lab_sub = np.where(lab_sub == b, a, lab_sub)
-            sums[a] = sums[a] + sums.pop(b)
-            sizes[a] += sizes.pop(b)
-        _, out = np.unique(out, return_inverse=True)
-        return out.astype(np.int64), "leiden_merged"
+        return _merge_to_k(z, labels, n_clusters, dist, lab_sub, n_merge_candidates), "leiden_merged"
     trees = {}
     for c in range(k0):
         rows = np.flatnonzero(lab_sub == c)  # positions in the subsample
@@ -318,20 +372,7 @@ def leiden_to_k(
             break
         pieces[best[1]] += 1
         current = best[2]
-    out = labels.copy()
-    if sub.size == z.shape[0]:
-        out[sub] = current
-    else:
-        from sklearn.neighbors import KNeighborsClassifier
-
-        for c, m in pieces.items():
-            if m == 1:
-                continue
-            members = np.flatnonzero(labels == c)
-            rows = trees[c][0]
-            knn = KNeighborsClassifier(1, metric=metric).fit(z[sub[rows]], current[rows])
-            out[members] = knn.predict(z[members])
-    _, out = np.unique(out, return_inverse=True)
+    out = _spread_pieces(z, labels, sub, current, trees, pieces, metric)
     return out.astype(np.int64), "leiden_split"
 
 
@@ -345,8 +386,10 @@ def _centres(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def nearest_centre(z: np.ndarray, centers: np.ndarray, *, chunk_size: int = 50_000) -> np.ndarray:
-    """Index of each cell's nearest centre (Euclidean), in chunks of cells: the argmax of the Student-t
-    assignment, i.e. the labels the clustering stage starts from."""
+    """Index of each cell's nearest centre (Euclidean), in chunks of cells.
+
+    The argmax of the Student-t assignment, i.e. the labels the clustering stage starts from.
+    """
     c2 = (centers.astype(np.float64) ** 2).sum(axis=1)
     out = np.empty(z.shape[0], dtype=np.int64)
     for s in range(0, z.shape[0], chunk_size):
@@ -363,11 +406,13 @@ def start_by_assignment(
     max_cells: int = MAX_SCORE_CELLS,
     random_state: int = 0,
 ) -> tuple[str, dict]:
-    """Choose among candidate starts by what the clustering stage would begin with: each partition becomes
-    centres (cluster means), every cell goes to its nearest centre (the argmax of the Student-t assignment), and
-    the candidate whose reassigned partition has the highest silhouette (``metric``, on a fixed random subsample
-    of at most ``max_cells`` cells) is kept. A start whose centres pull cells across its own boundaries scores
-    lower than its partition does. Returns the chosen name and the scores."""
+    """Choose among candidate starts by what the clustering stage would begin with.
+
+    Each partition becomes centres (cluster means), every cell goes to its nearest centre (the argmax of the
+    Student-t assignment), and the candidate whose reassigned partition has the highest silhouette (``metric``, on a fixed random subsample of at most
+    ``max_cells`` cells) is kept. A start whose centres pull cells across its own boundaries scores lower than its
+    partition does. Returns the chosen name and the scores.
+    """
     sub = _subsample(z.shape[0], max_cells, random_state)
     scores = {}
     for name, lab in candidates.items():
@@ -437,8 +482,10 @@ def initial_clusters(
 def _leiden_start(
     z: np.ndarray, resolution: float | None, random_state: int, min_size: int, batches: np.ndarray | None = None
 ) -> tuple[np.ndarray, dict]:
-    """Leiden communities of the embedding at ``resolution`` (``None``: :func:`choose_resolution`), communities
-    under ``min_size`` cells folded into the nearest one; and a record of the scan."""
+    """Leiden communities of the embedding at ``resolution`` (``None``: :func:`choose_resolution`).
+
+    Communities under ``min_size`` cells are folded into the nearest one. Also returns a record of the scan.
+    """
     if resolution is None:
         res, labels, scan = choose_resolution(z, random_state=random_state, batches=batches)
         info = {
