@@ -53,9 +53,6 @@ class AttentionAE(TwoStageModel):
     }
     pair_phases = ("pretrain", "cluster")
 
-    def _pretrain_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.module.parameters(), lr=lr)
-
     def _cluster_parameters(self) -> list[torch.nn.Parameter]:
         m = self.module
         frozen = {id(p) for p in list(m.decoder.parameters()) + list(m.zinb.parameters())}

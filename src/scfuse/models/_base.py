@@ -18,7 +18,6 @@ from scfuse._utils._validate import batch_codes, check_adata, check_n_clusters, 
 from ._config import MethodConfig
 from ._data import CellData
 from ._defaults import MethodDefaults
-from ._graph import get_graph
 from ._mapping import NewCellsMixin
 from ._persist import SaveLoadMixin
 from ._preprocess import Preprocessor, resolve_mask_var
@@ -119,12 +118,7 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
     def _set_up_data(self, adata: AnnData, n_top_genes: int | None, mask_var) -> None:
         """Counts, cell graph and fitted preprocessing of the training cells (:attr:`data`)."""
         counts, self.counts_source = get_counts(adata, self.layer)
-        graph, self.graph_info = (
-            get_graph(adata, self.neighbors_key, self.obsp, weights=self.graph_method, batch_key=self.batch_key)
-            if self.uses_graph
-            else (None, {})
-        )
-        graph = None if graph is None else self._method_graph(adata, graph)
+        graph, self.graph_info = self._cell_graph(adata, self.batch_key)
         if n_top_genes is not None:
             n_top_genes = check_positive_int(n_top_genes, "n_top_genes", minimum=2)
         self.preprocessor = Preprocessor(

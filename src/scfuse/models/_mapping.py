@@ -32,14 +32,21 @@ class NewCellsMixin:
         counts = self._counts_of(adata, same_genes=same_genes)
         # the training data (same_genes) is checked as at training; a query's own graph need not be balanced
         batch_key = self.batch_key if same_genes else None
-        graph, info = (
-            get_graph(adata, self.neighbors_key, self.obsp, weights=self.graph_method, batch_key=batch_key)
-            if self.uses_graph
-            else (None, {})
-        )
+        graph, info = self._cell_graph(adata, batch_key)
         if same_genes:  # the training data (load): its graph's record, as after training
             self.graph_info = info
-        return self._make_data(counts, None if graph is None else self._method_graph(adata, graph))
+        return self._make_data(counts, graph)
+
+    def _cell_graph(self, adata: AnnData, batch_key: str | None):
+        """``(graph the method reads, record)`` for the cells of ``adata``.
+
+        The checked graph under the model's ``neighbors_key`` (or ``obsp``), made into the method's graph
+        (:meth:`_method_graph`); ``(None, {})`` for a method without a graph.
+        """
+        if not self.uses_graph:
+            return None, {}
+        graph, info = get_graph(adata, self.neighbors_key, self.obsp, weights=self.graph_method, batch_key=batch_key)
+        return self._method_graph(adata, graph), info
 
     def _counts_of(self, adata: AnnData, *, same_genes: bool = False):
         """The counts of ``adata`` in the model's gene order (:meth:`_aligned_counts`).

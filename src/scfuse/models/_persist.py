@@ -219,9 +219,7 @@ class SaveLoadMixin:
         state = decode(meta, arrays)
         self = klass.__new__(klass)
         args = dict(state["init_args"])
-        self.hparams = {k: args.pop(k) for k in list(args) if k in klass.default_hparams}
-        self.config = klass.config_class(**{**klass.default_hparams, **self.hparams})
-        self.hparams = self.config.as_dict()
+        self.hparams = self._check_hparams({k: args.pop(k) for k in list(args) if k in klass.default_hparams})
         self.n_clusters_requested = args["n_clusters"]
         self.resolution = args["resolution"]
         self.layer = args["layer"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -89,24 +89,6 @@ class Phase:
                 break
         bar.close()
         return self
-
-
-def mean_loss(
-    batches: Iterable,
-    loss_fn: Callable,
-    optimizer: torch.optim.Optimizer,
-    *,
-    clip: float | None,
-    phase: str,
-    epoch: int,
-) -> float:
-    """One epoch of optimiser steps over ``batches``; returns the mean loss."""
-    total, count = 0.0, 0
-    for batch in batches:
-        loss = loss_fn(batch)
-        total += optimizer_step(loss, optimizer, clip=clip, phase=phase, epoch=epoch)
-        count += 1
-    return total / max(count, 1)
 
 
 class ScheduleMixin:

@@ -80,8 +80,8 @@ class TwoStageModel(FusionModel):
     def _pairs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sampled pairs of batch cells ``(rows, cols, target)``.
 
-        Every edge of the batch's subgraph (target 1) plus as many random pairs (target 0), so graph reconstruction never needs the ``n x n``
-        adjacency.
+        Every edge of the batch's subgraph (target 1) plus as many random pairs (target 0), so graph
+        reconstruction never needs the ``n x n`` adjacency.
         """
         r, c, t = sample_edges(batch.adj_binary, max(batch.adj_binary.nnz, 1), self.rng)
         dev = self.device
@@ -107,6 +107,7 @@ class TwoStageModel(FusionModel):
         """One epoch of optimiser steps; returns the mean of the loss and of each term."""
         self.module.train()
         clip = self.hparams.get("grad_clip")
+        name = "pretraining" if phase == "pretrain" else "clustering"
         sums: dict[str, float] = {}
         count = 0
         for idx in self._phase_batches(batch_size, phase):
@@ -116,7 +117,6 @@ class TwoStageModel(FusionModel):
                 rows = torch.from_numpy(batch.index).to(self.device)
                 t = {k: v[rows] for k, v in targets_all.items()}
             terms = self._loss(batch, t, phase)
-            name = "pretraining" if phase == "pretrain" else "clustering"
             sums["loss"] = sums.get("loss", 0.0) + optimizer_step(
                 terms.pop("loss"), opt, clip=clip, phase=name, epoch=epoch
             )
