@@ -149,7 +149,8 @@ def test_large_default_fit_runs_the_step_budget():
     assert model.train_params["steps_per_epoch"] == {"pretrain": 3, "cluster": 2}
     n_cluster_epochs = model.train_params["cluster_epochs_trained"]
     trained_cluster_epochs = n_cluster_epochs - int(model.converged)
-    assert len(steps) == 2 * 3 + 2 * trained_cluster_epochs
+    assert model.train_params["batch_norms_settled"] is True  # forward passes only, after pretraining
+    assert len(steps) == 2 * 3 + model.BN_SETTLE_BATCHES + 2 * trained_cluster_epochs
 
 
 @pytest.mark.parametrize("method", ["attentionae", "scasdc", "scdefer", "scamac", "sccagn"])
@@ -233,3 +234,83 @@ def test_new_cells_join_the_reference_graph(method, min_same):
     assert model.predict(bare).shape == (20,)  # 20 cells, no graph of their own, counts in X
     with pytest.raises(KeyError):
         model.predict(bare, graph="own")  # the query's own graph is missing
+
+
+def _at_scale(klass):
+    """``klass`` with the step-budget schedule of large data already at 300 cells (2 epochs of 2 mini-batches)."""
+    return type(
+        klass.__name__,
+        (klass,),
+        {
+            "fixed_budget_cells": 100,
+            "default_pretrain_steps": 3,
+            "default_pretrain_epoch_range": (2, 5),
+            "default_cluster_steps": 3,
+            "default_cluster_epoch_range": (3, 5),
+        },
+    )
+
+
+@pytest.mark.parametrize("method", ["attentionae", "scasdc", "scdefer", "sccagn"])
+def test_clustering_stage_keeps_batch_norm_statistics(method, sim_knn):
+    """At scale the batch norms the embedding passes through are settled after pretraining, and the clustering
+    stage, whose labels, targets and centres are read in eval mode, trains them with those statistics fixed: the
+    embedding moves with the weights only. (scCAGN's discriminator is not trained by that stage's optimiser and
+    keeps normalising its own mini-batches.) With whole epochs nothing is settled or fixed."""
+    klass = _at_scale(scfuse.models.get_model_class(method))
+    model = klass(sim_knn.copy(), n_clusters=3, min_cluster_epochs=2)
+    seen = {}
+    start = model._start_clusters
+
+    def snapshot_then_start(z0):
+        seen["stats"] = {k: v.clone() for k, v in model.module.state_dict().items() if "running" in k}
+        return start(z0)
+
+    model._start_clusters = snapshot_then_start
+    model.train(batch_size=64, progress_bar=False)
+    assert model.train_params["steps_per_epoch"]["pretrain"] == 2
+    assert model.train_params["batch_norms_settled"] == (method != "sccagn")
+    assert model.train_params["cluster_epochs_trained"] >= 2
+    after = model.module.state_dict()
+    moved = sorted(k for k, v in seen["stats"].items() if not torch.equal(v, after[k]))
+    trained = {id(p) for p in model._cluster_parameters()}
+    norms = {n for n, m in model.module.named_modules() if isinstance(m, torch.nn.BatchNorm1d)}
+    assert norms, "the method has batch norms"
+    for name in norms:
+        frozen = id(model.module.get_submodule(name).weight) in trained
+        assert frozen == (not any(k.startswith(name + ".") for k in moved)), name
+    if method == "sccagn":  # its only batch norms are the discriminator's
+        assert moved and all(k.startswith("discriminator.") for k in moved)
+    else:
+        assert moved == [k for k in moved if k.startswith(("dec", "gdec"))]  # at most attentionae's frozen decoder
+    whole = scfuse.models.get_model_class(method)(sim_knn.copy(), n_clusters=3)
+    whole.train(pretrain_epochs=2, max_epochs=1, progress_bar=False)
+    assert whole.train_params["batch_norms_settled"] is False
+
+
+def test_batch_norm_statistics_settle_after_pretraining(sim_knn):
+    """At scale, the running statistics of the batch norms the embedding passes through become the plain average of
+    BN_SETTLE_BATCHES training-mode mini-batches after pretraining; weights and the training's random stream stay
+    as they were."""
+    model = _at_scale(scfuse.models.ScDEFER)(sim_knn.copy(), n_clusters=3)
+    model.train(batch_size=64, max_epochs=0, progress_bar=False)
+    assert model.train_params["batch_norms_settled"] is True
+    layers = model._trained_batch_norms()
+    assert len(layers) == 4  # two in the MLP branch, two in the decoder
+    means = {id(layer): [] for layer in layers}
+    hooks = [layer.register_forward_pre_hook(lambda m, x: means[id(m)].append(x[0].mean(0))) for layer in layers]
+    weights = {k: v.clone() for k, v in model.module.state_dict().items() if "running" not in k and "num_b" not in k}
+    rng_state = model.rng.bit_generator.state
+    for layer in layers:
+        layer.running_mean.fill_(5.0)
+    model.BN_SETTLE_BATCHES = 7  # more than one epoch of 5 mini-batches
+    model._settle_batch_norms(64)
+    for h in hooks:
+        h.remove()
+    assert model.rng.bit_generator.state == rng_state
+    after = model.module.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in weights.items())
+    for layer in layers:
+        assert len(means[id(layer)]) == 7
+        torch.testing.assert_close(layer.running_mean, torch.stack(means[id(layer)]).mean(0), rtol=1e-4, atol=1e-5)
+        assert layer.momentum == 0.01  # scDEFER's momentum is back for later training

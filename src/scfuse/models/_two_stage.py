@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 import numpy as np
@@ -39,6 +40,9 @@ class TwoStageModel(FusionModel):
     loss_weights: ClassVar[dict[str, dict[str, str]]] = {}
     #: phases whose loss reads sampled pairs of the batch's graph (``targets["pairs"]``, graph reconstruction)
     pair_phases: ClassVar[tuple[str, ...]] = ()
+    #: at most this many mini-batches re-estimate the batch norms' statistics after pretraining
+    BN_SETTLE_BATCHES: ClassVar[int] = 100
+    _norms_settled: bool = False
 
     # -- hooks
     def _forward_all(self, data: CellData) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
@@ -77,13 +81,13 @@ class TwoStageModel(FusionModel):
         self.module = self._build_module(**self._module_config()).to(self.device)
 
     # -- one training step
-    def _pairs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pairs(self, batch: Batch, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """Sampled pairs of batch cells ``(rows, cols, target)``.
 
         Every edge of the batch's subgraph (target 1) plus as many random pairs (target 0), so graph
         reconstruction never needs the ``n x n`` adjacency.
         """
-        r, c, t = sample_edges(batch.adj_binary, max(batch.adj_binary.nnz, 1), self.rng)
+        r, c, t = sample_edges(batch.adj_binary, max(batch.adj_binary.nnz, 1), self.rng if rng is None else rng)
         dev = self.device
         return torch.from_numpy(r).to(dev), torch.from_numpy(c).to(dev), torch.from_numpy(t).to(dev)
 
@@ -103,9 +107,61 @@ class TwoStageModel(FusionModel):
             total = value if total is None else total + value
         return {"loss": total, **out}
 
+    def _trained_batch_norms(self) -> list[torch.nn.BatchNorm1d]:
+        """The batch norms whose weights the clustering stage trains (those the embedding passes through)."""
+        trained = {id(p) for p in self._cluster_parameters()}
+        return [m for m in self.module.modules() if isinstance(m, torch.nn.BatchNorm1d) and id(m.weight) in trained]
+
+    def _train_mode(self, phase: str) -> None:
+        """Training mode; in the clustering stage after :meth:`_settle_batch_norms`, its batch norms stay fixed.
+
+        The labels, the targets ``P`` and the centres live in the eval-mode embedding, which reads the batch
+        norms' running statistics: updated by the stage's graph-local mini-batches, they would move the whole
+        embedding under fixed centres. Fixed, the stage trains the function its labels are read from.
+        """
+        self.module.train()
+        if phase == "cluster" and self._norms_settled:
+            for layer in self._trained_batch_norms():
+                layer.eval()
+
+    @torch.no_grad()
+    def _settle_batch_norms(self, batch_size: int) -> None:
+        """At scale, re-estimate the running statistics of :meth:`_trained_batch_norms` after pretraining.
+
+        Only when pretraining ran the step budget of large data (fewer than whole epochs, see
+        :meth:`default_schedule`): the running averages training leaves then come from a few hundred steps and
+        still lean on their initial values (scDEFER's momentum 0.01 leaves them 22 % of the weight after its 150
+        steps), so the eval-mode embedding is not the function that was trained, and it keeps moving as the
+        averages catch up: scDEFER's clusters collapsed at 12,000-100,000 cells. The statistics become the plain
+        average over ``BN_SETTLE_BATCHES`` training-mode mini-batches (weights unchanged; the mini-batches come
+        from their own generator, so the training's random streams are untouched), and the clustering stage
+        keeps them (:meth:`_train_mode`). With whole epochs (below ``fixed_budget_cells`` cells, or given
+        ``pretrain_epochs``) the averages have seen every cell many times and nothing changes.
+        """
+        layers = self._trained_batch_norms()
+        self._norms_settled = bool(layers) and self._epoch_steps.get("pretrain") is not None
+        if not self._norms_settled:
+            return
+        momenta = [layer.momentum for layer in layers]
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None  # cumulative average
+        rng = np.random.default_rng([0 if self.random_state is None else self.random_state, 1])
+        nps = self.hparams.get("neighbors_per_seed", 3)
+        epochs = itertools.chain.from_iterable(
+            self.data.epoch_batches(batch_size, rng, neighbors_per_seed=nps) for _ in itertools.count()
+        )
+        self.module.train()
+        for idx in itertools.islice(epochs, self.BN_SETTLE_BATCHES):
+            batch = self.data.batch(idx, self.device)
+            targets = {"pairs": self._pairs(batch, rng)} if "pretrain" in self.pair_phases else {}
+            self.module.loss(batch, targets, "pretrain")
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+
     def _epoch(self, phase: str, batch_size: int, opt, epoch: int, targets_all=None) -> dict[str, float]:
         """One epoch of optimiser steps; returns the mean of the loss and of each term."""
-        self.module.train()
+        self._train_mode(phase)
         clip = self.hparams.get("grad_clip")
         name = "pretraining" if phase == "pretrain" else "clustering"
         sums: dict[str, float] = {}
@@ -193,6 +249,8 @@ class TwoStageModel(FusionModel):
     def _fit(self, *, max_epochs, pretrain_epochs, batch_size, learning_rate, tol) -> None:
         self._pretrain(pretrain_epochs, batch_size, learning_rate)
         self.train_params["pretrain_epochs_trained"] = pretrain_epochs
+        self._settle_batch_norms(batch_size)
+        self.train_params["batch_norms_settled"] = self._norms_settled
         labels = self._start_clusters(self._pretrained_embedding())
         self._cluster_stage(max_epochs, batch_size, learning_rate, tol, labels)
         self.centers = self.module.centers.detach().cpu().numpy()
