@@ -94,6 +94,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-singles", action="store_true", help="skip the single-donor runs")
+    ap.add_argument("--no-concat", action="store_true", help="only the single-donor runs (no scanpy rows either)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     scfuse.settings.n_threads = args.threads
@@ -118,7 +119,8 @@ def main(argv=None) -> None:
         if args.out:
             pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)
 
-    for bk, what in ((None, "concat"), ("donor", "concat_batch_key")):
+    concat = () if args.no_concat else ((None, "concat"), ("donor", "concat_batch_key"))
+    for bk, what in concat:
         record("scanpy_leiden", what, scanpy_leiden(adata, args.seed, bk), truth, donors)
     for method in args.methods:
         if not args.no_singles:
@@ -126,7 +128,7 @@ def main(argv=None) -> None:
                 one = scfuse.datasets.load(name)
                 labels, t = run_method(one, method, args.seed, None)
                 record(method, f"single_{name}", labels, one.obs[LABEL_KEY].to_numpy(), time_s=t)
-        for bk, what in ((None, "concat"), ("donor", "concat_batch_key")):
+        for bk, what in concat:
             labels, t = run_method(adata, method, args.seed, bk)
             record(method, what, labels, truth, donors, time_s=t)
 
