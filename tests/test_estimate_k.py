@@ -196,6 +196,35 @@ def test_approximate_knn_matches_exact(monkeypatch):
     np.testing.assert_array_equal(again_i, approx_i)  # same seed, same graph
 
 
+def test_large_graphs_use_igraph_leiden(monkeypatch):
+    """From FAST_LEIDEN_MIN_CELLS cells on, the scan's Leiden is igraph's: it finds the same groups, is seeded
+    (same seed, same labels) and leaves Python's global random state alone."""
+    import random
+
+    import leidenalg
+
+    import scfuse._utils._estimate_k as ek
+
+    z, y = _blobs([200, 200, 200, 200], spread=0.3, seed=2)
+    graph = ek.embedding_graph(z)
+    small = ek.leiden_on_embedding(graph=graph, resolution=0.5)
+    monkeypatch.setattr(ek, "FAST_LEIDEN_MIN_CELLS", 500)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("leidenalg ran on a large graph")
+
+    monkeypatch.setattr(leidenalg, "find_partition", refuse)
+    random.seed(123)
+    before = random.random()
+    random.seed(123)
+    fast = ek.leiden_on_embedding(graph=graph, resolution=0.5, random_state=4)
+    assert random.random() == before  # the global generator was not drawn from
+    np.testing.assert_array_equal(fast, ek.leiden_on_embedding(graph=graph, resolution=0.5, random_state=4))
+    assert adjusted_rand_score(y, fast) > 0.99 and adjusted_rand_score(small, fast) > 0.99
+    res, labels, _ = ek.choose_resolution(z, graph=graph)  # the whole scan runs on the fast path
+    assert adjusted_rand_score(y, labels) > 0.95
+
+
 def test_stability_rule():
     """The stability rule keeps a partition that Leiden finds again with other seeds; a bad rule name raises."""
     z, y = _blobs([200, 200, 200, 200], spread=0.3, seed=2)

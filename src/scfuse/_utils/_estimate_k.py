@@ -52,7 +52,12 @@ def leiden_on_embedding(
 ) -> np.ndarray:
     """Leiden communities of the Gaussian-kernel kNN graph of an embedding (AttentionAE-sc's initialisation).
 
-    ``graph`` (from :func:`embedding_graph`) is used when given; otherwise it is built from ``z``.
+    ``graph`` (from :func:`embedding_graph`) is used when given; otherwise it is built from ``z``. The quality
+    is modularity with a resolution (leidenalg's ``RBConfigurationVertexPartition``), optimised until no move
+    improves it. From :data:`FAST_LEIDEN_MIN_CELLS` cells on, igraph's own Leiden (the one
+    ``sc.tl.leiden(flavor="igraph")`` runs) optimises the same quality, about ten times faster (a 1,000,000-cell
+    scan would otherwise take over an hour); it finds other, equally valid partitions, so smaller data keep
+    leidenalg and their results.
     """
     import leidenalg
 
@@ -60,6 +65,8 @@ def leiden_on_embedding(
         graph = embedding_graph(
             z, n_neighbors=n_neighbors, n_kernel_neighbors=n_kernel_neighbors, metric=metric, random_state=random_state
         )
+    if graph.vcount() >= FAST_LEIDEN_MIN_CELLS:
+        return _igraph_leiden(graph, resolution, random_state)
     part = leidenalg.find_partition(
         graph,
         leidenalg.RBConfigurationVertexPartition,
@@ -68,6 +75,26 @@ def leiden_on_embedding(
         seed=random_state,
         n_iterations=-1,
     )
+    return np.asarray(part.membership, dtype=np.int64)
+
+
+#: from this many cells on, :func:`leiden_on_embedding` runs igraph's Leiden instead of leidenalg's
+FAST_LEIDEN_MIN_CELLS = 200_000
+
+
+def _igraph_leiden(graph, resolution: float, random_state: int) -> np.ndarray:
+    """Leiden by igraph (modularity with ``resolution``, until stable), seeded without touching global state."""
+    import random
+
+    import igraph as ig
+
+    ig.set_random_number_generator(random.Random(random_state))
+    try:
+        part = graph.community_leiden(
+            objective_function="modularity", weights="weight", resolution=resolution, n_iterations=-1
+        )
+    finally:
+        ig.set_random_number_generator(random)
     return np.asarray(part.membership, dtype=np.int64)
 
 
