@@ -205,6 +205,37 @@ def test_no_dense_n_by_n_tensor(monkeypatch):
     assert_no_cell_by_cell(shapes, n)  # batch-by-batch (128 x 128) attention masks are fine
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_neighbor_attention_in_chunks_is_the_same_function(bias, monkeypatch):
+    """From LOW_MEMORY_MIN_ROWS rows on, no-grad neighbour attention never projects all rows' keys and values at
+    once; it gives the same output, and a model's embedding is the same either way."""
+    import scfuse.nn._attention as attention
+
+    torch.manual_seed(0)
+    block = attention.NeighborAttention(32, 4, qkv_bias=bias, chunk_size=64).eval()
+    query, key_value = torch.randn(500, 32), torch.randn(500, 32)
+    neighbors = torch.randint(0, 500, (500, 9))
+    mask = torch.rand(500, 9) > 0.3
+    mask[:, 0] = True
+    projected = []
+    monkeypatch.setattr(block, "_project", lambda *a: projected.append(1) or type(block)._project(block, *a))
+    with torch.no_grad():
+        whole = block(query, key_value, neighbors=neighbors, neighbor_mask=mask)
+        monkeypatch.setattr(attention, "LOW_MEMORY_MIN_ROWS", 100)
+        chunked = block(query, key_value, neighbors=neighbors, neighbor_mask=mask)
+    assert projected == [1]  # only the first call projected all rows
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+    adata = scfuse.datasets.simulate(400, 80, 3, random_state=1)
+    scfuse.pp.build_graph(adata, method="gauss")
+    model = AttentionAE(adata)
+    model.train(pretrain_epochs=1, max_epochs=1, progress_bar=False)
+    monkeypatch.setattr(attention, "LOW_MEMORY_MIN_ROWS", 10**9)
+    z_whole = model.get_latent_representation()
+    monkeypatch.setattr(attention, "LOW_MEMORY_MIN_ROWS", 100)
+    np.testing.assert_allclose(model.get_latent_representation(), z_whole, rtol=1e-4, atol=1e-5)
+
+
 def test_settings_and_progress(capsys):
     from scfuse.models._trainer import show_progress
 

@@ -11,6 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: from this many query rows on, the no-grad neighbour attention never holds the projected queries, keys and
+#: values of all rows (``3 x rows x heads x head_dim`` floats: 6 GB at 1,000,000 cells for AttentionAE-sc's first
+#: block); it attends in row chunks on the unprojected neighbours instead (the same function, other rounding)
+LOW_MEMORY_MIN_ROWS = 200_000
+
 
 class NeighborAttention(nn.Module):
     """Multi-head attention where queries come from one representation and keys/values from another.
@@ -80,6 +85,8 @@ class NeighborAttention(nn.Module):
         ``neighbors`` (``n_q x K`` row indices into ``key_value``) with ``neighbor_mask`` (``n_q x K`` boolean).
         Every query row must be allowed at least one key (include the cell itself).
         """
+        if neighbors is not None and not torch.is_grad_enabled() and neighbors.shape[0] >= LOW_MEMORY_MIN_ROWS:
+            return self._attend_in_chunks(query, key_value, neighbors, neighbor_mask)
         q, k, v = self._project(query, key_value)
         if neighbors is None:
             scores = torch.bmm(q.transpose(0, 1), k.permute(1, 2, 0)) * self._scale  # (h, n_q, n_kv)
@@ -101,3 +108,34 @@ class NeighborAttention(nn.Module):
                 outs.append((at.unsqueeze(-1) * vn).sum(1))
             out = torch.cat(outs, dim=0)
         return self.out(out.reshape(out.shape[0], -1))
+
+    def _attend_in_chunks(
+        self,
+        query: torch.Tensor,
+        key_value: torch.Tensor,
+        neighbors: torch.Tensor,
+        neighbor_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The neighbour attention of :meth:`forward`, chunk by chunk, with memory O(rows x dim).
+
+        A head's score ``q . (W_k x)`` is ``(W_k^T q) . x`` and its output ``sum_j a_j (W_v x_j + b_v)`` is
+        ``W_v (sum_j a_j x_j) + b_v``, so keys and values are never projected; a key bias adds the same amount to
+        every score of a query and cancels in the softmax.
+        """
+        h, e = self.n_heads, self.head_dim
+        w_k = self.k.weight.view(h, e, -1)
+        w_v = self.v.weight.view(h, e, -1)
+        outs = []
+        for s in range(0, neighbors.shape[0], self.chunk_size):
+            idx = neighbors[s : s + self.chunk_size]
+            xn = key_value[idx]  # (c, K, kv_dim)
+            q = self.dropout(self.q(query[s : s + self.chunk_size])).view(-1, h, e)
+            sc = torch.einsum("chd,ckd->ckh", torch.einsum("che,hed->chd", q, w_k), xn) * self._scale
+            if neighbor_mask is not None:
+                sc = sc.masked_fill(~neighbor_mask[s : s + self.chunk_size].unsqueeze(-1), float("-inf"))
+            at = torch.softmax(sc, dim=1)
+            out = torch.einsum("chd,hed->che", torch.einsum("ckh,ckd->chd", at, xn), w_v)
+            if self.v.bias is not None:
+                out = out + self.v.bias.view(h, e)
+            outs.append(self.out(out.reshape(out.shape[0], -1)))
+        return torch.cat(outs, dim=0)
