@@ -11,20 +11,18 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import adjusted_rand_score
 
 import scfuse
+from scfuse._utils._device import resolve_device
 
 
 def _accelerator() -> str | None:
+    """``SCFUSE_TEST_ACCELERATOR`` when set, else the device ``accelerator="auto"`` picks, or None for the CPU."""
     if os.environ.get("SCFUSE_TEST_ACCELERATOR"):
         return os.environ["SCFUSE_TEST_ACCELERATOR"]
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return None
+    kind = resolve_device("auto").type
+    return None if kind == "cpu" else kind
 
 
 ACCELERATOR = _accelerator()
