@@ -106,6 +106,40 @@ def test_warns_when_fewer_clusters_than_given(sim, monkeypatch):
     assert said == []
 
 
+@pytest.mark.parametrize("n_clusters", [None, 3])
+def test_collapsed_clustering_stage_is_undone(sim, monkeypatch, n_clusters):
+    """A clustering stage that leaves fewer than half of its clusters holding cells is undone, k given or not."""
+    from scfuse.models import _two_stage
+
+    reference = sim.copy()  # the same fit with no clustering epoch: the state the stage starts from
+    scfuse.tl.cluster(reference, n_clusters=n_clusters, pretrain_epochs=3, max_epochs=0, progress_bar=False)
+    k0 = reference.uns["attentionae"]["params"]["n_clusters_init"]
+    assert k0 >= 2 and reference.uns["attentionae"]["params"]["cluster_stage_undone"] is False
+
+    said = []
+    monkeypatch.setattr(_two_stage.logg, "warning", lambda msg, *a, **k: said.append(msg))
+    epoch = _two_stage.TwoStageModel._epoch
+
+    def collapsing_epoch(self, phase, *args, **kwargs):  # every clustering epoch ends with all centres on one
+        out = epoch(self, phase, *args, **kwargs)
+        if phase == "cluster":
+            with torch.no_grad():
+                self.module.centers.copy_(self.module.centers[:1].expand_as(self.module.centers))
+        return out
+
+    monkeypatch.setattr(_two_stage.TwoStageModel, "_epoch", collapsing_epoch)
+    scfuse.tl.cluster(sim, n_clusters=n_clusters, pretrain_epochs=3, max_epochs=2, progress_bar=False)
+    p = sim.uns["attentionae"]["params"]
+    assert p["cluster_stage_undone"] is True and p["n_clusters_after_stage"] == 1
+    assert sim.uns["attentionae"]["history"]["cluster_n_clusters"][-1] == 1  # seen in the stage's last epoch
+    assert len(said) == 1 and f"left 1 of its {k0} clusters holding cells; it was undone" in said[0]
+    # labels, soft assignments and embedding are those of the state the stage started from
+    np.testing.assert_array_equal(sim.obs["attentionae"], reference.obs["attentionae"])
+    np.testing.assert_array_equal(sim.obsm["X_attentionae"], reference.obsm["X_attentionae"])
+    np.testing.assert_array_equal(sim.obsm["attentionae_proba"], reference.obsm["attentionae_proba"])
+    assert sim.uns["attentionae"]["n_clusters"] >= 2
+
+
 def test_counts_from_x_when_no_layer(sim):
     del sim.layers["counts"]
     scfuse.tl.cluster(sim, **FAST)

@@ -199,14 +199,15 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
             if self.device.type == "cpu":
                 # CPU results depend on the thread count (the order of floating-point sums): record it
                 self.train_params["torch_threads"] = n_threads
-            self._fit(
+            raw = self._fit(
                 max_epochs=max_epochs,
                 pretrain_epochs=pretrain_epochs,
                 batch_size=batch_size,
                 learning_rate=learning_rate,
                 tol=tol,
             )
-            raw = self._infer(self.data)
+            if raw is None:  # the schedule ended without its own pass over all cells
+                raw = self._infer(self.data)
         self.is_trained = True
         self.train_params["train_time_s"] = round(time.perf_counter() - t0, 3)
         self.label_order = self._final_clusters(raw["proba"])
@@ -215,7 +216,11 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
             torch.cuda.empty_cache()
         return self
 
-    def _fit(self, **kwargs) -> None:  # pragma: no cover - abstract
+    def _fit(self, **kwargs) -> dict[str, np.ndarray] | None:  # pragma: no cover - abstract
+        """The whole training schedule.
+
+        Returns the final no-grad pass over all cells (as :meth:`_infer`), or ``None`` to have :meth:`train` make it.
+        """
         raise NotImplementedError
 
     def _init_clusters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -218,10 +218,11 @@ class ScCAGN(TwoStageModel):
         self.extras["pretrain_scores"] = [float(s) for s in scores]
         self.extras["discriminator_accuracy_pretrain"] = accs[chosen]
 
-    def _fit(self, **kwargs) -> None:
-        super()._fit(**kwargs)
+    def _fit(self, **kwargs) -> dict[str, np.ndarray]:
+        raw = super()._fit(**kwargs)
         self.extras["discriminator_accuracy_train"] = float(np.mean(self._d_acc)) if self._d_acc else float("nan")
         self.extras["discriminator_accuracy"] = self._discriminator_accuracy()
+        return raw
 
     @torch.no_grad()
     def _discriminator_accuracy(self) -> float:

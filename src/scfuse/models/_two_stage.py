@@ -28,6 +28,9 @@ class TwoStageModel(FusionModel):
     3. ``_cluster_stage``: every epoch a no-grad pass over all cells gives ``Q``, the targets (``P``, detached,
        from ``_targets``) and the labels; the stage stops when fewer than ``tol`` of the labels change (after
        ``min_cluster_epochs``), else runs steps of the module's ``loss(batch, targets, "cluster")``.
+    4. ``_guard_collapse``: a stage that ends with fewer than ``MIN_KEPT_CLUSTERS`` of its clusters (or one)
+       holding cells is undone: the module returns to its state at the start of the stage and the cells are assigned to the
+       start's centres (a warning says so).
 
     The module's ``loss`` returns named loss terms; ``loss_weights`` names the hyper-parameter that weights
     each term (a term without one counts once), and the history records every weighted term per epoch. A method
@@ -42,6 +45,8 @@ class TwoStageModel(FusionModel):
     pair_phases: ClassVar[tuple[str, ...]] = ()
     #: at most this many mini-batches re-estimate the batch norms' statistics after pretraining
     BN_SETTLE_BATCHES: ClassVar[int] = 100
+    #: a clustering stage that ends with fewer than this share of its clusters holding cells is undone
+    MIN_KEPT_CLUSTERS: ClassVar[float] = 0.5
     _norms_settled: bool = False
 
     # -- hooks
@@ -232,10 +237,15 @@ class TwoStageModel(FusionModel):
             res, targets = self._all_cells()
             delta = float(np.mean(res["labels"] != state["labels"]))
             state["labels"] = res["labels"]
+            n_used = float(np.unique(res["labels"]).size)  # clusters holding cells before this epoch's steps
             if epoch >= min_epochs and delta < tol:
                 self.converged = True
-                return {"delta_label": delta, "stop": True}
-            return {**self._epoch("cluster", batch_size, opt, epoch, targets), "delta_label": delta}
+                return {"delta_label": delta, "n_clusters": n_used, "stop": True}
+            return {
+                **self._epoch("cluster", batch_size, opt, epoch, targets),
+                "delta_label": delta,
+                "n_clusters": n_used,
+            }
 
         self.converged = False
         phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
@@ -246,19 +256,49 @@ class TwoStageModel(FusionModel):
                 f"    the clustering stage reached max_epochs={max_epochs} before the label change fell under tol"
             )
 
-    def _fit(self, *, max_epochs, pretrain_epochs, batch_size, learning_rate, tol) -> None:
+    def _guard_collapse(self, start_state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Undo a clustering stage that emptied most of its clusters; returns the final no-grad pass.
+
+        The stage sharpens the clusters it starts from, whose number the label-free start chose (or the user
+        gave); it is not meant to choose another. When fewer than :attr:`MIN_KEPT_CLUSTERS` of them, or a single
+        one, still hold cells, the stage has lost the partition instead of refining it (the self-training target ``P`` feeds
+        large clusters, and a drifting embedding can leave every cell nearest one centre): the module is
+        returned to its state at the start of the stage, and the labels and soft assignments come from the
+        Student-t assignment of the embedding to the start's centres (for every method, also those with an
+        assignment head of their own, whose start state is untrained). ``train_params`` records it
+        (``cluster_stage_undone``, ``n_clusters_after_stage``).
+        """
+        raw = self._infer(self.data)
+        n_used = int(np.unique(raw["labels"]).size)
+        self.train_params["n_clusters_after_stage"] = n_used
+        self.train_params["cluster_stage_undone"] = False
+        if n_used >= max(2.0, self.MIN_KEPT_CLUSTERS * self.n_clusters):
+            return raw
+        logg.warning(
+            f"{self.method_name}: the clustering stage left {n_used} of its {self.n_clusters} clusters holding "
+            "cells; it was undone, and the cells are assigned to the clusters it started from."
+        )
+        self.module.load_state_dict(start_state)
+        self.train_params["cluster_stage_undone"] = True
+        return self._infer(self.data)
+
+    def _fit(self, *, max_epochs, pretrain_epochs, batch_size, learning_rate, tol) -> dict[str, np.ndarray]:
         self._pretrain(pretrain_epochs, batch_size, learning_rate)
         self.train_params["pretrain_epochs_trained"] = pretrain_epochs
         self._settle_batch_norms(batch_size)
         self.train_params["batch_norms_settled"] = self._norms_settled
         labels = self._start_clusters(self._pretrained_embedding())
+        start_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
         self._cluster_stage(max_epochs, batch_size, learning_rate, tol, labels)
+        raw = self._guard_collapse(start_state)
         self.centers = self.module.centers.detach().cpu().numpy()
+        return raw
 
     # -- inference
     def _numpy_outputs(self, out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         z = out["latent"]
-        q = out.get("proba")
+        # an undone clustering stage (_guard_collapse) assigns by the start's centres, not by a head
+        q = None if self.train_params.get("cluster_stage_undone") else out.get("proba")
         if q is None:
             q = soft_assign(self.module.assign_space(z), self.module.centers)
         res = {"latent": z.cpu().numpy(), "proba": q.cpu().numpy()}

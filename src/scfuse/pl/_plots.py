@@ -101,7 +101,10 @@ def embedding(
 def history(
     adata: AnnData, key: str = "attentionae", *, show: bool | None = None, return_fig: bool = False
 ) -> Figure | None:
-    """Loss curves of each training phase (the total and its terms) and the fraction of labels that changed.
+    """Loss curves of each training phase (the total and its terms), the label change and the clusters in use.
+
+    Besides the losses: the fraction of labels that changed and the number of clusters holding cells, per
+    clustering epoch.
 
     Reads ``adata.uns[key]["history"]`` written by :func:`scfuse.tl.cluster`. Where the clustering stage ran in
     several passes (``scamac``), dotted lines mark the epochs where a new pass starts.
@@ -127,7 +130,9 @@ def history(
     panels: dict[str, dict[str, np.ndarray]] = {}
     for name, vals in sorted(series.items()):
         phase, _, term = name.partition("_")
-        panel = f"{phase} loss" if phase in ("pretrain", "cluster") and term != "delta_label" else name
+        panel = (
+            f"{phase} loss" if phase in ("pretrain", "cluster") and term not in ("delta_label", "n_clusters") else name
+        )
         panels.setdefault(panel, {})[term if panel != name else name] = vals
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     order = {"pretrain loss": 0, "cluster loss": 1}

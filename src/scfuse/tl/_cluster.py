@@ -137,6 +137,8 @@ def _write_trained(adata: AnnData, model: FusionModel, key: str, *, copy: bool, 
             "(the clustering stage emptied the others, or they were smaller than min_cluster_size); "
             f"adata.uns[{key!r}]['params'] records both numbers."
         )
+    elif n_used < model.n_clusters:
+        logg.info(f"    {model.n_clusters} clusters estimated, {n_used} of them hold cells after training")
     params = {**model.run_record(), "n_clusters": n_used}
     target = adata.copy() if copy else adata
     write_results(target, model, key, params)
@@ -208,7 +210,10 @@ def cluster(
         clustering stage may leave clusters empty, and on more than 3,000 cells a cluster of a few sampled cells
         can lose the nearest-neighbour vote that labels the other cells;
         ``uns[key_added]["n_clusters"]`` is the number found, ``uns[key_added]["params"]["n_clusters_init"]`` the
-        number the clustering stage started from.
+        number the clustering stage started from. A clustering stage (``"attentionae"``, ``"scasdc"``,
+        ``"scdefer"``, ``"sccagn"``) that leaves fewer than half of its clusters, or one, holding cells is undone, with
+        a warning: the cells are assigned to the clusters it started from
+        (``uns[key_added]["params"]["cluster_stage_undone"]``), whether k was given or estimated.
     resolution
         Leiden resolution used when ``n_clusters`` is ``None``; higher gives more clusters. ``"scan"`` scans
         resolutions 0.05-1.0 and keeps the coarsest Leiden partition of the pretrained embedding whose
