@@ -78,7 +78,12 @@ def test_plots(clustered_base):
     assert not np.array_equal(adata.obsm["X_attentionae_umap"], first)
     fig = scfuse.pl.history(adata, "attentionae", show=False, return_fig=True)
     # one panel per phase's losses (the total and each term as curves) and one for the label changes
-    assert [ax.get_title() for ax in fig.axes] == ["pretrain loss", "cluster loss", "cluster delta label"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "pretrain loss",
+        "cluster loss",
+        "cluster delta label",
+        "cluster n clusters",
+    ]
     assert len(fig.axes[1].lines) == 4  # loss, kl, zinb, graph
     fig2 = scfuse.pl.cluster_proba(adata, "attentionae", show=False, return_fig=True)
     assert fig2 is not None

@@ -28,9 +28,7 @@ class TwoStageModel(FusionModel):
     3. ``_cluster_stage``: every epoch a no-grad pass over all cells gives ``Q``, the targets (``P``, detached,
        from ``_targets``) and the labels; the stage stops when fewer than ``tol`` of the labels change (after
        ``min_cluster_epochs``), else runs steps of the module's ``loss(batch, targets, "cluster")``.
-    4. ``_guard_collapse``: a stage that ends with fewer than ``MIN_KEPT_CLUSTERS`` of its clusters (or one)
-       holding cells is undone: the module returns to its state at the start of the stage and the cells are assigned to the
-       start's centres (a warning says so).
+    4. ``_guard_collapse``: a stage that ends with most of its clusters empty is undone, with a warning.
 
     The module's ``loss`` returns named loss terms; ``loss_weights`` names the hyper-parameter that weights
     each term (a term without one counts once), and the history records every weighted term per epoch. A method
@@ -241,11 +239,8 @@ class TwoStageModel(FusionModel):
             if epoch >= min_epochs and delta < tol:
                 self.converged = True
                 return {"delta_label": delta, "n_clusters": n_used, "stop": True}
-            return {
-                **self._epoch("cluster", batch_size, opt, epoch, targets),
-                "delta_label": delta,
-                "n_clusters": n_used,
-            }
+            out = self._epoch("cluster", batch_size, opt, epoch, targets)
+            return {**out, "delta_label": delta, "n_clusters": n_used}
 
         self.converged = False
         phase = Phase("Clustering", max_epochs, progress_bar=self.progress, history=self.history, prefix="cluster")
@@ -257,16 +252,11 @@ class TwoStageModel(FusionModel):
             )
 
     def _guard_collapse(self, start_state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """Undo a clustering stage that emptied most of its clusters; returns the final no-grad pass.
+        """Undo a stage that left fewer than :attr:`MIN_KEPT_CLUSTERS` of its clusters (or one) holding cells.
 
-        The stage sharpens the clusters it starts from, whose number the label-free start chose (or the user
-        gave); it is not meant to choose another. When fewer than :attr:`MIN_KEPT_CLUSTERS` of them, or a single
-        one, still hold cells, the stage has lost the partition instead of refining it (the self-training target ``P`` feeds
-        large clusters, and a drifting embedding can leave every cell nearest one centre): the module is
-        returned to its state at the start of the stage, and the labels and soft assignments come from the
-        Student-t assignment of the embedding to the start's centres (for every method, also those with an
-        assignment head of their own, whose start state is untrained). ``train_params`` records it
-        (``cluster_stage_undone``, ``n_clusters_after_stage``).
+        The stage sharpens the k clusters of its start; ending with most of them empty, it has lost that partition.
+        The module returns to its start state and the cells go to the start's centres by the Student-t assignment
+        (also for methods with a head of their own, untrained at the start). Returns the final no-grad pass.
         """
         raw = self._infer(self.data)
         n_used = int(np.unique(raw["labels"]).size)
@@ -297,8 +287,7 @@ class TwoStageModel(FusionModel):
     # -- inference
     def _numpy_outputs(self, out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         z = out["latent"]
-        # an undone clustering stage (_guard_collapse) assigns by the start's centres, not by a head
-        q = None if self.train_params.get("cluster_stage_undone") else out.get("proba")
+        q = None if self.train_params.get("cluster_stage_undone") else out.get("proba")  # see _guard_collapse
         if q is None:
             q = soft_assign(self.module.assign_space(z), self.module.centers)
         res = {"latent": z.cpu().numpy(), "proba": q.cpu().numpy()}
