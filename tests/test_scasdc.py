@@ -34,6 +34,26 @@ def test_save_load_predict(clustered, sim_knn, tmp_path):
     assert_save_load_same(clustered[1], sim_knn, tmp_path / "m")
 
 
+def test_undone_stage_assigns_by_the_start_centres_not_the_head(sim_knn, monkeypatch, tmp_path):
+    """When the clustering stage is undone, labels come from the start's centres (the head is untrained then)."""
+    import torch
+    from sklearn.metrics import adjusted_rand_score
+
+    from scfuse.models import _two_stage
+    from scfuse.nn import soft_assign
+
+    monkeypatch.setattr(_two_stage.TwoStageModel, "MIN_KEPT_CLUSTERS", 2.0)  # every stage counts as collapsed
+    adata = sim_knn.copy()
+    _, model = scfuse.tl.cluster(adata, METHOD, n_clusters=3, return_model=True, **FAST, **SMALL)
+    assert adata.uns[METHOD]["params"]["cluster_stage_undone"] is True
+    m = model.module
+    with torch.no_grad():
+        q = soft_assign(m.assign_space(torch.from_numpy(adata.obsm["X_" + METHOD])), m.centers).numpy()
+    assert adjusted_rand_score(q.argmax(axis=1), adata.obs[METHOD]) == 1.0
+    np.testing.assert_allclose(np.sort(q, axis=1), np.sort(adata.obsm[METHOD + "_proba"], axis=1), atol=1e-5)
+    assert_save_load_same(model, sim_knn, tmp_path / "m")  # the loaded model assigns the same way
+
+
 def test_same_seed_same_result(sim_knn):
     assert_same_seed_same_result(sim_knn, METHOD, n_clusters=3, **FAST, **SMALL)
 
