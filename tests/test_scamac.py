@@ -1,4 +1,4 @@
-"""scamac: fields, extras, reconstruction layer, determinism, gene order, learning, O(n) memory, finite memberships."""
+"""scamac: fields, extras, reconstruction layer, determinism, learning, O(n) memory, finite memberships."""
 
 from __future__ import annotations
 
@@ -79,25 +79,6 @@ def test_no_reconstruction_by_default():
 def test_same_seed_same_result():
     base = scfuse.datasets.simulate(200, 80, 3, random_state=2)
     assert_same_seed_same_result(base, "scamac", pretrain_epochs=2, max_epochs=2, **SMALL)
-
-
-def test_independent_of_gene_order():
-    """The identity initialisation passes the most variable genes on, wherever they stand in ``var``."""
-    from scfuse.models._preprocess import Preprocessor, _by_dispersion
-
-    adata = scfuse.datasets.simulate(300, 120, 3, random_state=4)
-    shuffled = adata[:, np.random.default_rng(0).permutation(adata.n_vars)].copy()
-    runs = [
-        scfuse.tl.cluster(a, "scamac", pretrain_epochs=2, max_epochs=2, copy=True, **SMALL) for a in (adata, shuffled)
-    ]
-    np.testing.assert_array_equal(runs[0].obs["scamac"], runs[1].obs["scamac"])
-    np.testing.assert_allclose(runs[0].obsm["X_scamac"], runs[1].obsm["X_scamac"], rtol=1e-5, atol=1e-6)
-    pre = Preprocessor(n_top_genes=None, input_transform="log", gene_order="dispersion")
-    pre.fit(adata.X.tocsr(), adata.var_names)
-    logx = pre.transform(adata.X.tocsr())[0]
-    assert (_by_dispersion(logx) == np.arange(logx.shape[1])).all()  # already most variable first
-    with pytest.raises(ValueError, match="gene_order"):
-        Preprocessor(gene_order="name").fit(adata.X.tocsr(), adata.var_names)
 
 
 def test_learning_on_simulated_groups():

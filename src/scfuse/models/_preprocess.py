@@ -128,19 +128,13 @@ class Preprocessor:
 
 
 def _by_dispersion(logx: sp.csr_matrix) -> np.ndarray:
-    """Column order of ``logx`` (log-normalised) by normalised dispersion, highest first.
-
-    Ties (scanpy gives every gene alone in its mean bin a normalised dispersion of 1) are broken by the raw
-    dispersion, then the mean, so that the order does not depend on the order of the columns.
-    """
+    """Column order of ``logx`` (log-normalised) by normalised dispersion, highest first; ties and NaN keep their order."""
     import anndata as ad
     import scanpy as sc
 
     hv = sc.pp.highly_variable_genes(ad.AnnData(logx), flavor="seurat", inplace=False)
-    keys = [
-        np.nan_to_num(hv[c].to_numpy(dtype=float), nan=-np.inf) for c in ("means", "dispersions", "dispersions_norm")
-    ]
-    return np.lexsort([-k for k in keys])
+    disp = np.nan_to_num(hv["dispersions_norm"].to_numpy(dtype=float), nan=-np.inf)
+    return np.argsort(-disp, kind="stable")
 
 
 def resolve_mask_var(adata: AnnData, mask_var) -> tuple[np.ndarray | None, str | None]:
