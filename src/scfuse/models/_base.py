@@ -125,7 +125,6 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
             n_top_genes=self.n_top_genes if n_top_genes is None else n_top_genes,
             input_transform=self.input_transform,
             min_cells=self.min_cells,
-            gene_order=self.gene_order,
         )
         gene_mask, self.mask_var = resolve_mask_var(adata, mask_var)
         self.preprocessor.fit(counts, adata.var_names, gene_mask)

@@ -16,9 +16,6 @@ class MethodDefaults:
     n_top_genes: ClassVar[int | None] = 2000
     input_transform: ClassVar[str] = "zscore"
     min_cells: ClassVar[float] = 1
-    #: order of the model's genes: ``"var"`` or ``"dispersion"`` (highest normalised dispersion first; for a
-    #: module whose initialisation depends on the genes' positions)
-    gene_order: ClassVar[str] = "var"
     uses_counts: ClassVar[bool] = True
     uses_graph: ClassVar[bool] = True
     adjacency: ClassVar[str] = "sym"

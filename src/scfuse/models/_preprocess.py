@@ -19,15 +19,12 @@ class Preprocessor:
     """Fitted gene selection and input transform; re-applied unchanged to new cells (``predict``/``transfer``).
 
     ``input_transform``: ``"zscore"`` (per-gene z-score of log-normalised counts), ``"log"`` (log-normalised,
-    unscaled) or ``"minmax_l2"`` (per-gene min-max scaling then per-cell L2 normalisation). ``gene_order``:
-    the order of the model's genes, ``"var"`` (as in ``var``) or ``"dispersion"`` (highest normalised dispersion
-    first, scanpy's ``flavor="seurat"`` measure, so that the model does not depend on the order of ``var``).
+    unscaled) or ``"minmax_l2"`` (per-gene min-max scaling then per-cell L2 normalisation).
     """
 
     n_top_genes: int | None = 2000
     input_transform: str = "zscore"
     min_cells: float = 1  # a gene must be non-zero in at least this many cells (a fraction when < 1)
-    gene_order: str = "var"
     # fitted
     var_names: list[str] = field(default_factory=list)  # all genes of the training data
     genes: np.ndarray | None = None  # indices of the model's genes into var_names
@@ -63,11 +60,6 @@ class Preprocessor:
             hv = sc.pp.highly_variable_genes(tmp, n_top_genes=self.n_top_genes, flavor="seurat", inplace=False)
             sel = np.flatnonzero(hv["highly_variable"].to_numpy())
             keep, logx = keep[sel], logx[:, sel]
-        if self.gene_order == "dispersion":
-            order = _by_dispersion(logx)
-            keep, logx = keep[order], logx[:, order]
-        elif self.gene_order != "var":
-            raise ValueError(f"gene_order must be 'var' or 'dispersion', got {self.gene_order!r}.")
         self.genes = keep
         if self.input_transform == "zscore":
             mean, var = column_mean_var(logx)
@@ -114,7 +106,6 @@ class Preprocessor:
             "n_top_genes": self.n_top_genes,
             "input_transform": self.input_transform,
             "min_cells": self.min_cells,
-            "gene_order": self.gene_order,
             "var_names": self.var_names,
             "genes": self.genes,
             "target_sum": self.target_sum,
@@ -125,16 +116,6 @@ class Preprocessor:
     @classmethod
     def from_state(cls, state: dict) -> Preprocessor:
         return cls(**state)
-
-
-def _by_dispersion(logx: sp.csr_matrix) -> np.ndarray:
-    """Column order of ``logx`` (log-normalised) by normalised dispersion, highest first; ties and NaN keep their order."""
-    import anndata as ad
-    import scanpy as sc
-
-    hv = sc.pp.highly_variable_genes(ad.AnnData(logx), flavor="seurat", inplace=False)
-    disp = np.nan_to_num(hv["dispersions_norm"].to_numpy(dtype=float), nan=-np.inf)
-    return np.argsort(-disp, kind="stable")
 
 
 def resolve_mask_var(adata: AnnData, mask_var) -> tuple[np.ndarray | None, str | None]:

@@ -28,8 +28,7 @@ class ScAMAC(FusionModel):
     Fuses three scales of one denoising autoencoder (encoder layer, bottleneck, decoder layer) with a
     multi-scale attention block and clusters the fused embedding with an adaptive (robust) fuzzy k-means.
 
-    Input: log-normalised counts of 3000 highly variable genes, most variable first (the identity-initialised
-    layers pass the first genes on; no graph, no counts model). Schedule:
+    Input: log-normalised counts of 3000 highly variable genes (no graph, no counts model). Schedule:
     ``pretrain_epochs`` autoencoder epochs; k and centres from the initial embedding (Leiden at resolution 0.5
     when ``n_clusters`` is None); then ``cluster_passes`` (3) passes of ``max_epochs`` rounds, each round
     ``ae_epochs`` autoencoder epochs, ``fusion_epochs`` fusion-network epochs and one centre-then-membership
@@ -56,7 +55,6 @@ class ScAMAC(FusionModel):
     n_top_genes = 3000
     input_transform = "log"
     min_cells = 0.05
-    gene_order = "dispersion"  # the identity initialisation passes the first genes on: make them the most variable
     uses_counts = False
     uses_graph = False
     graph_method = "knn"  # unused (no graph); the harness builds one anyway
