@@ -226,9 +226,9 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
     def _init_clusters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """K and centres from the pretrained embedding (:func:`scfuse._utils._estimate_k.initial_clusters`).
 
-        Leiden when ``n_clusters`` is None; else, by the ``given_k_start`` hyper-parameter, k-means or average
-        linkage (cosine or Euclidean) by silhouette (``"silhouette"``), or Leiden split or merged to k
-        (``"leiden"``).
+        Leiden when ``n_clusters`` is None; else, by the ``given_k_start`` hyper-parameter, Leiden split or merged
+        to k (``"leiden"``, the default), k-means or average linkage (cosine or Euclidean) by silhouette
+        (``"silhouette"``), or the best of these by how their centres assign the cells (``"centres"``).
         """
         labels, centers, info = initial_clusters(
             z,
@@ -236,7 +236,7 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
             resolution=self.resolution,
             random_state=self.random_state,
             min_size=self.hparams.get("min_cluster_size", 1),
-            given_k_start=self.hparams.get("given_k_start", "silhouette"),
+            given_k_start=self.hparams.get("given_k_start", "leiden"),
             batches=self.batches,
         )
         self.init_info = info

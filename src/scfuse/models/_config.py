@@ -16,8 +16,9 @@ class MethodConfig:
 
     min_cluster_size: int = 1
     """Final clusters with fewer cells are dissolved into the cells' next most probable cluster."""
-    given_k_start: str = "silhouette"
-    """Start of the clustering stage for a given ``n_clusters``, ``"silhouette"``, ``"leiden"`` or ``"centres"``."""
+    given_k_start: str = "leiden"
+    """Start of the clustering stage for a given ``n_clusters``, ``"leiden"`` (shared default), ``"silhouette"`` or
+    ``"centres"``."""
 
     def __post_init__(self) -> None:
         check_positive_int(self.min_cluster_size, "min_cluster_size")
@@ -73,7 +74,6 @@ class AttentionAEConfig(TwoStageConfig):
     cluster_graph_weight: float = 0.01
     """Weight of the graph reconstruction in the clustering stage."""
     grad_clip: float | None = 3.0
-    given_k_start: str = "leiden"
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,6 @@ class ScDEFERConfig(DirectionConfig):
     """Weight of the MLP branch's BCE to its own target."""
     cluster_learning_rate: float = 1e-4
     """Learning rate of the clustering stage."""
-    given_k_start: str = "centres"
     assign_on: str = "direction"
 
 
@@ -194,7 +193,6 @@ class ScAMACConfig(MethodConfig):
     """Weight of the adaptive feedback term of the autoencoder loss."""
     return_reconstruction: bool = False
     """Also write the denoised reconstruction to ``layers[f"{key}_reconstruction"]``."""
-    given_k_start: str = "leiden"
     cluster_passes: int = 3
     """Passes of the clustering stage (a new start before each pass after the first)."""
 
