@@ -26,8 +26,9 @@ class ScDEFER(TwoStageModel):
     raw counts with size factors; the graph branch's latent reconstructs the graph (``sigmoid(z_G,i . z_G,j)``).
 
     Training: (1) pretraining on ``L_r + 0.5 ZINB`` (Adam, ``learning_rate``, default 1e-3); (2) Leiden
-    (``n_clusters=None``) on the pretrained fused embedding, or with a given k the same communities split or merged
-    to k (``given_k_start="leiden"``, shared by all methods); (3) joint mutual supervision::
+    (``n_clusters=None``) on the pretrained fused embedding, or with a given k the best of k-means, average linkage
+    and the Leiden communities split or merged to k, judged by the partition its centres assign
+    (``given_k_start="centres"``); (3) joint mutual supervision::
 
         0.3 L_r + 0.1 ZINB + 0.5 KL(P||Q) + 0.1 BCE(Q_G, P_G) + 0.1 BCE(Q_L, P_L)
 
