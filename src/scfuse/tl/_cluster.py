@@ -201,11 +201,11 @@ def cluster(
         clustering stage from that many clusters of the pretrained embedding. By default
         (``given_k_start="leiden"``; ``"scasdc"``: ``"silhouette"``, ``"scdefer"``: ``"centres"``) the Leiden
         communities found as without a k are split or merged to exactly k, one cluster at a time, by silhouette
-        (a large cell type stays whole, a small distinct group is split off first); with ``given_k_start="silhouette"`` k-means or average linkage
-        (cosine or Euclidean distances, on at most 3,000 sampled cells), whichever partition has the highest
-        silhouette; with ``given_k_start="centres"`` all four partitions compete, each scored by the silhouette
-        of the partition its centres give when every cell goes to its nearest centre (what the clustering stage
-        starts from). The choice is stored in
+        (a large cell type stays whole, a small distinct group is split off first); with
+        ``given_k_start="silhouette"`` k-means or average linkage (cosine or Euclidean distances, on at most
+        3,000 sampled cells), whichever partition has the highest silhouette; with ``given_k_start="centres"``
+        all four partitions compete, each scored by the silhouette of the partition its centres give when every
+        cell goes to its nearest centre (what the clustering stage starts from). The choice is stored in
         ``uns[key_added]["params"]["init_method"]``. Fewer clusters can come back (a warning is logged): the
         clustering stage may leave clusters empty, and on more than 3,000 cells a cluster of a few sampled cells
         can lose the nearest-neighbour vote that labels the other cells;
