@@ -63,17 +63,10 @@ def test_learning_on_simulated_groups():
     adata = scfuse.datasets.simulate(600, 300, 4, de_scale=1.5, random_state=1)
     scfuse.pp.build_graph(adata, method="knn")
     scfuse.tl.cluster(
-        adata,
-        METHOD,
-        n_clusters=4,
-        pretrain_epochs=30,
-        max_epochs=10,
-        progress_bar=False,
-        hidden=(256, 64),
-        given_k_start="centres",
+        adata, METHOD, n_clusters=4, pretrain_epochs=30, max_epochs=10, progress_bar=False, hidden=(256, 64)
     )
     assert adjusted_rand_score(adata.obs["group"], adata.obs[METHOD]) > 0.8
-    # the "centres" start for a given k: the partition whose centres assign the cells best, scores recorded
+    # scdefer's start for a given k: the partition whose centres assign the cells best, scores recorded
     p = adata.uns[METHOD]["params"]
     assert p["model_kwargs"]["given_k_start"] == "centres"
     scores = {k: v for k, v in p.items() if k.startswith("assigned_silhouette_")}
