@@ -5,7 +5,14 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 import torch
-from helpers import FAST, assert_cluster_outputs, assert_same_seed_same_result, assert_unchanged, snapshot
+from helpers import (
+    FAST,
+    assert_cluster_outputs,
+    assert_same_seed_same_result,
+    assert_unchanged,
+    cluster_simulated_groups,
+    snapshot,
+)
 
 import scfuse
 from scfuse._utils._validate import TrainingError
@@ -164,12 +171,8 @@ def test_umap_on_embedding(clustered_base):
 
 def test_learning_on_simulated_groups():
     """A working model separates well-separated simulated groups (fails for a broken model)."""
-    from sklearn.metrics import adjusted_rand_score
-
-    adata = scfuse.datasets.simulate(600, 300, 4, de_scale=1.5, random_state=1)
-    scfuse.pp.build_graph(adata)
-    scfuse.tl.cluster(adata, n_clusters=4, pretrain_epochs=30, max_epochs=10, progress_bar=False)
-    assert adjusted_rand_score(adata.obs["group"], adata.obs["attentionae"]) > 0.8
+    _, ari = cluster_simulated_groups("attentionae", graph="gauss", pretrain_epochs=30, max_epochs=10)
+    assert ari > 0.8
 
 
 def test_show_methods():
@@ -196,6 +199,37 @@ def test_error_unknown_kwarg(sim):
 
 def test_error_bad_given_k_start(sim):
     _expect_error(sim, ValueError, "given_k_start", n_clusters=3, given_k_start="random")
+
+
+def test_error_bad_k_scan_view(sim):
+    _expect_error(sim, ValueError, "k_scan_view", k_scan_view="labels")
+
+
+def test_k_scan_view(sim, monkeypatch):
+    """The k scan scores its partitions on the embedding by default; with "data" on the data view, computed once
+    per fit, and not at all for a given k."""
+    import scfuse._utils._estimate_k as ek
+    from scfuse.models import _base
+
+    views = []
+    real = ek.data_view
+
+    def counting(*args, **kwargs):
+        views.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_base, "data_view", counting)
+    a = scfuse.tl.cluster(sim, copy=True, **FAST)
+    assert views == [] and a.uns["attentionae"]["params"]["model_kwargs"]["k_scan_view"] == "embedding"
+    b = scfuse.tl.cluster(sim, copy=True, k_scan_view="data", **FAST)
+    assert b.uns["attentionae"]["params"]["model_kwargs"]["k_scan_view"] == "data"
+    assert views == [min(sim.n_obs, ek.MAX_SCORE_CELLS)]
+    scan = b.uns["attentionae"]["params"]["silhouette_scan"]
+    assert len(scan) == len(ek.RESOLUTION_GRID)
+    assert not np.allclose(scan, a.uns["attentionae"]["params"]["silhouette_scan"])
+    views.clear()
+    scfuse.tl.cluster(sim, copy=True, k_scan_view="data", n_clusters=3, **FAST)
+    assert views == []
 
 
 def test_error_normalised_counts(sim):

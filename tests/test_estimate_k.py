@@ -235,3 +235,41 @@ def test_stability_rule():
     assert adjusted_rand_score(y, labels) > 0.9
     with pytest.raises(ValueError, match="rule"):
         choose_resolution(z, rule="labels")
+
+
+def test_scan_scores_partitions_in_the_view():
+    """With a view, the scan's silhouettes are Euclidean silhouettes of the subsampled cells there, not on z."""
+    from sklearn.metrics import silhouette_score
+
+    import scfuse._utils._estimate_k as ek
+
+    z, y = _blobs([150, 150, 150, 150], spread=0.3, seed=3)
+    sub = ek.score_subsample(z.shape[0], 0)
+    view = np.random.default_rng(1).normal(size=(sub.size, 5)).astype(np.float32) + 4.0 * y[sub, None]
+    _, _, scan = choose_resolution(z, view=view)
+    graph = ek.embedding_graph(z)
+    for s in scan:
+        labels = ek.leiden_on_embedding(graph=graph, resolution=s["resolution"])
+        expected = silhouette_score(view, labels[sub]) if len(np.unique(labels[sub])) > 1 else -1.0
+        assert s["silhouette"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="view has 3 rows"):
+        choose_resolution(z, view=view[:3])
+
+
+def test_data_view_centres_batches_and_is_seeded():
+    """The data view is a PCA of the z-scored rows; per-batch centring removes a batch shift, not the groups."""
+    import scipy.sparse as sp
+    from sklearn.metrics import silhouette_score
+
+    import scfuse._utils._estimate_k as ek
+
+    rng = np.random.default_rng(0)
+    groups, batches = np.repeat([0, 1], 200), np.tile([0, 1], 200)
+    x = rng.normal(size=(400, 30)) + 2.0 * groups[:, None] * (np.arange(30) < 5) + 6.0 * batches[:, None]
+    x = sp.csr_matrix(x.astype(np.float32))
+    plain = ek.data_view(x, n_comps=10)
+    assert plain.shape == (400, 10) and plain.dtype == np.float32
+    np.testing.assert_array_equal(plain, ek.data_view(x, n_comps=10))
+    assert silhouette_score(plain, batches) > silhouette_score(plain, groups)  # the shift dominates
+    centred = ek.data_view(x, batches=batches, n_comps=10)
+    assert silhouette_score(centred, groups) > 0.15 > 0.01 > silhouette_score(centred, batches)

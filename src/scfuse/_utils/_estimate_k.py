@@ -111,6 +111,49 @@ def _subsample(n: int, max_cells: int, random_state: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(max_cells, n), replace=False))
 
 
+def score_subsample(n: int, random_state: int = 0) -> np.ndarray:
+    """The cells (sorted indices) on which the k scan of :func:`choose_resolution` scores its partitions."""
+    return _subsample(n, MAX_SCORE_CELLS, random_state)
+
+
+#: where the k scan scores its partitions (``k_scan_view``): the data's own PCA, or the model's embedding
+K_SCAN_VIEWS = ("data", "embedding")
+#: principal components of the data view of :func:`data_view`
+DATA_VIEW_COMPONENTS = 50
+
+
+def check_k_scan_view(value: str) -> None:
+    if value not in K_SCAN_VIEWS:
+        raise ValueError(f"k_scan_view must be one of {K_SCAN_VIEWS}, got {value!r}.")
+
+
+def data_view(
+    logx_rows, *, batches: np.ndarray | None = None, n_comps: int = DATA_VIEW_COMPONENTS, random_state: int = 0
+) -> np.ndarray:
+    """The model-independent view of some cells in which the k scan judges partitions.
+
+    ``logx_rows``: log-normalised counts of the model's genes of those cells (sparse or dense, at most
+    :data:`MAX_SCORE_CELLS` rows, as :func:`score_subsample` picks them). Each gene is centred (within each batch
+    when ``batches``, the batch codes of those cells, is given) and scaled to unit variance, then projected on
+    its first ``n_comps`` principal components: scanpy's ``scale`` and ``pca`` on the subsample. Dense only for
+    these rows.
+    """
+    from sklearn.decomposition import PCA
+
+    x = logx_rows.toarray() if hasattr(logx_rows, "toarray") else np.array(logx_rows)
+    x = x.astype(np.float64, copy=False)
+    if batches is not None:
+        for b in np.unique(batches):
+            rows = batches == b
+            x[rows] -= x[rows].mean(axis=0)
+    x -= x.mean(axis=0)
+    sd = x.std(axis=0)
+    sd[sd == 0] = 1.0
+    x /= sd
+    n_comps = max(1, min(n_comps, x.shape[0] - 1, x.shape[1]))
+    return PCA(n_comps, svd_solver="randomized", random_state=random_state).fit_transform(x).astype(np.float32)
+
+
 def partition_silhouette(z: np.ndarray, labels: np.ndarray, *, random_state: int = 0) -> float:
     """Cosine silhouette of a partition on a random subsample of at most :data:`MAX_SCORE_CELLS` cells.
 
@@ -161,6 +204,7 @@ def choose_resolution(
     graph=None,
     rule: str = "silhouette",
     batches: np.ndarray | None = None,
+    view: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, list[dict]]:
     """Leiden at each resolution of ``grid``; keep one partition by a label-free ``rule``.
 
@@ -173,12 +217,19 @@ def choose_resolution(
 
     The silhouette is computed on a fixed random subsample of at most ``max_cells`` cells, so the cost stays
     O(max_cells^2) whatever n. All resolutions run on one kNN graph of ``z`` (``graph``, from
-    :func:`embedding_graph`, built here when not given, batch-balanced for ``batches``). Returns the chosen
-    resolution, its labels and the whole scan.
+    :func:`embedding_graph`, built here when not given, batch-balanced for ``batches``). ``view``: the
+    subsampled cells in another space (rows in the order of :func:`score_subsample`, e.g. :func:`data_view`);
+    the silhouettes are then Euclidean silhouettes there instead of ``metric`` silhouettes on ``z``. Returns the
+    chosen resolution, its labels and the whole scan.
     """
     if rule not in K_RULES:
         raise ValueError(f"rule must be one of {K_RULES}, got {rule!r}.")
     sub = _subsample(z.shape[0], max_cells, random_state)
+    scored, score_metric = z[sub], metric
+    if view is not None:
+        if view.shape[0] != sub.size:
+            raise ValueError(f"view has {view.shape[0]} rows, the scan scores {sub.size} cells.")
+        scored, score_metric = view, "euclidean"
     if graph is None:
         graph = embedding_graph(z, metric=metric, random_state=random_state, batches=batches)
     scan, parts = [], []
@@ -187,7 +238,7 @@ def choose_resolution(
         entry = {
             "resolution": res,
             "n_clusters": int(labels.max()) + 1,
-            "silhouette": _silhouette(z[sub], labels[sub], metric),
+            "silhouette": _silhouette(scored, labels[sub], score_metric),
         }
         if rule == "stability":
             entry["stability"] = (
@@ -463,6 +514,7 @@ def initial_clusters(
     min_size: int = 1,
     given_k_start: str = "silhouette",
     batches: np.ndarray | None = None,
+    view: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Labels and centres that start the clustering stage, found without any ground truth.
 
@@ -473,8 +525,10 @@ def initial_clusters(
     distances, by silhouette); with ``given_k_start="leiden"``: the Leiden communities found as without a k, split
     or merged to exactly that k by :func:`leiden_to_k`; with ``given_k_start="centres"``: all four of these
     partitions, the one whose centres assign the cells best by :func:`start_by_assignment`. ``batches`` (batch
-    codes of the cells, or ``None``): Leiden runs on a batch-balanced kNN graph of the embedding. Also returns a
-    record of how the clusters were found.
+    codes of the cells, or ``None``): Leiden runs on a batch-balanced kNN graph of the embedding. ``view`` (see
+    :func:`choose_resolution`): where the resolution scan scores its partitions when it chooses k
+    (``n_clusters=None``); the starts for a given k do not read it. Also returns a record of how the clusters were
+    found.
     """
     from sklearn.cluster import KMeans
 
@@ -493,7 +547,9 @@ def initial_clusters(
             **scores,
         }
     elif n_clusters is None or given_k_start == "leiden":
-        labels, info = _leiden_start(z, resolution, random_state, min_size, batches)
+        labels, info = _leiden_start(
+            z, resolution, random_state, min_size, batches, view if n_clusters is None else None
+        )
         if n_clusters is not None:
             k_leiden = int(np.unique(labels).size)
             labels, how = leiden_to_k(z, labels, n_clusters, random_state=random_state)
@@ -507,14 +563,19 @@ def initial_clusters(
 
 
 def _leiden_start(
-    z: np.ndarray, resolution: float | None, random_state: int, min_size: int, batches: np.ndarray | None = None
+    z: np.ndarray,
+    resolution: float | None,
+    random_state: int,
+    min_size: int,
+    batches: np.ndarray | None = None,
+    view: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Leiden communities of the embedding at ``resolution`` (``None``: :func:`choose_resolution`).
 
     Communities under ``min_size`` cells are folded into the nearest one. Also returns a record of the scan.
     """
     if resolution is None:
-        res, labels, scan = choose_resolution(z, random_state=random_state, batches=batches)
+        res, labels, scan = choose_resolution(z, random_state=random_state, batches=batches, view=view)
         info = {
             "resolution_chosen": res,
             "resolution_scan": [s["resolution"] for s in scan],

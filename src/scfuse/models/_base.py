@@ -11,7 +11,7 @@ from scanpy import logging as logg
 
 from scfuse._docs import doc_params, doc_train
 from scfuse._utils._device import resolve_device
-from scfuse._utils._estimate_k import initial_clusters
+from scfuse._utils._estimate_k import data_view, initial_clusters, score_subsample
 from scfuse._utils._random import deterministic_algorithms, resolve_seed, seed_everything, torch_threads
 from scfuse._utils._validate import batch_codes, check_adata, check_n_clusters, check_positive_int, get_counts
 
@@ -129,6 +129,7 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
         gene_mask, self.mask_var = resolve_mask_var(adata, mask_var)
         self.preprocessor.fit(counts, adata.var_names, gene_mask)
         self.data = self._make_data(counts, graph)
+        self._data_view = None
         #: batch covariates of the count decoder (one-hot batch; 0 without batch_key or count decoder)
         self.n_covariates = int(self.batches.max()) + 1 if self.batches is not None and self.uses_counts else 0
         if self.n_covariates:
@@ -238,6 +239,7 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
             min_size=self.hparams.get("min_cluster_size", 1),
             given_k_start=self.hparams.get("given_k_start", "leiden"),
             batches=self.batches,
+            view=self._k_scan_view(),
         )
         self.init_info = info
         self.n_clusters = centers.shape[0]
@@ -247,6 +249,24 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
             + ("estimated by Leiden on the pretrained embedding" if self.n_clusters_estimated else "(given)")
         )
         return labels, centers
+
+    def _k_scan_view(self) -> np.ndarray | None:
+        """Where the k scan scores its partitions when it chooses k (``k_scan_view``); ``None`` for the embedding.
+
+        ``"data"``: :func:`scfuse._utils._estimate_k.data_view` of the scan's subsample (the PCA of the z-scored
+        log-normalised model genes, centred per batch), computed once per fit.
+        """
+        if (
+            self.resolution is not None
+            or self.n_clusters_requested is not None
+            or self.hparams.get("k_scan_view", "embedding") != "data"
+        ):
+            return None
+        if getattr(self, "_data_view", None) is None:
+            sub = score_subsample(self.data.n, self.random_state)
+            batches = None if self.batches is None else self.batches[sub]
+            self._data_view = data_view(self.data.logx[sub], batches=batches, random_state=self.random_state)
+        return self._data_view
 
     # ------------------------------------------------------------------ inference
     def _infer(self, data: CellData) -> dict[str, np.ndarray]:  # pragma: no cover - abstract

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from scfuse._utils._estimate_k import check_given_k_start
+from scfuse._utils._estimate_k import check_given_k_start, check_k_scan_view
 from scfuse._utils._validate import check_positive_int
 from scfuse.nn import AdaptiveFuzzyKMeans
 
@@ -19,10 +19,15 @@ class MethodConfig:
     given_k_start: str = "leiden"
     """Start of the clustering stage for a given ``n_clusters``, ``"leiden"`` (shared default), ``"silhouette"`` or
     ``"centres"``."""
+    k_scan_view: str = "embedding"
+    """Where the resolution scan that estimates k (``n_clusters=None``) scores the Leiden partitions of the
+    embedding: ``"embedding"`` (cosine silhouette on the embedding) or ``"data"`` (Euclidean silhouette on the PCA
+    of the z-scored model genes of the scored cells, centred per batch)."""
 
     def __post_init__(self) -> None:
         check_positive_int(self.min_cluster_size, "min_cluster_size")
         check_given_k_start(self.given_k_start)
+        check_k_scan_view(self.k_scan_view)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

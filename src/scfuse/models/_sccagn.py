@@ -189,6 +189,7 @@ class ScCAGN(TwoStageModel):
             random_state=self.random_state,
             given_k_start=self.hparams["given_k_start"],
             batches=self.batches,
+            view=self._k_scan_view(),
         )[0]
         if len(np.unique(labels)) < 2:
             return -1.0

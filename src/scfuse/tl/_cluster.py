@@ -221,7 +221,10 @@ def cluster(
         than a PCA graph, and a fixed resolution of 1 splits known cell types into 2-4 clusters there. ``None``
         (default) takes the method's default: the scan, except for ``"scamac"`` (0.5), whose embedding the scan
         cuts into too few clusters. The resolution used is stored in
-        ``uns[key_added]["params"]["resolution_chosen"]``.
+        ``uns[key_added]["params"]["resolution_chosen"]``. With ``k_scan_view="data"`` (a model argument) the
+        scan scores the same partitions by the Euclidean silhouette on the PCA of the z-scored model genes of
+        those cells (centred per batch with ``batch_key``) instead of on the embedding; it is not the default
+        (docs/benchmarks.md).
     layer
         Layer with raw counts. When ``"counts"`` is missing and ``X`` holds counts, ``X`` is used.
     neighbors_key
