@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import FAST, assert_cluster_outputs, assert_no_n_by_n, assert_same_seed_same_result, assert_save_load_same
+from helpers import (
+    FAST,
+    assert_cluster_outputs,
+    assert_no_n_by_n,
+    assert_same_seed_same_result,
+    assert_save_load_same,
+    cluster_simulated_groups,
+)
 
 import scfuse
 
@@ -60,21 +67,8 @@ def test_same_seed_same_result(sim_knn):
 
 def test_learning_on_simulated_groups():
     """A working model separates well-separated simulated groups (fails for a broken model)."""
-    from sklearn.metrics import adjusted_rand_score
-
-    adata = scfuse.datasets.simulate(600, 300, 4, de_scale=1.5, random_state=1)
-    scfuse.pp.build_graph(adata, method="knn")
-    scfuse.tl.cluster(
-        adata,
-        METHOD,
-        n_clusters=4,
-        pretrain_epochs=30,
-        max_epochs=10,
-        progress_bar=False,
-        hidden=(128, 128, 256),
-        n_heads=4,
-    )
-    assert adjusted_rand_score(adata.obs["group"], adata.obs[METHOD]) > 0.8
+    _, ari = cluster_simulated_groups(METHOD, pretrain_epochs=30, max_epochs=10, hidden=(128, 128, 256), n_heads=4)
+    assert ari > 0.8
 
 
 def test_no_n_by_n_tensor():
