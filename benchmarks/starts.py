@@ -12,7 +12,9 @@ scanpy's pipeline it records, per dataset and seed:
 - one row per label-free k rule (``--rules``, those of :func:`scfuse._utils._estimate_k.choose_resolution`) and per
   fixed resolution (``--resolutions``): the number of clusters of the Leiden partition it starts from and its
   ARI. All run on one kNN graph of the embedding, as in scfuse;
-- one row per start with the true k (``--given-k-rules``, values of ``given_k_start``): ``given_k_<rule>``.
+- one row per start with the true k (``--given-k-rules``, values of ``given_k_start``): ``given_k_<rule>``;
+- with ``--data-view``, ``silhouette_data_view``: the silhouette scan with its partitions scored on the data view
+  (``k_scan_view="data"``: the PCA of the z-scored model genes of the scored cells) instead of the embedding.
 
 A start embedding is read from a ``final_*.npz`` of ``final_labels.py`` when one is cached.
 
@@ -75,6 +77,22 @@ def start_embedding(adata, method: str, seed: int, cache: Path) -> np.ndarray:
     return z
 
 
+def data_view_of(adata, method: str, seed: int) -> np.ndarray:
+    """The data view that ``method``'s k scan scores on (``k_scan_view="data"``), without a batch key."""
+    import scipy.sparse as sp
+
+    import scfuse
+    from scfuse._utils import _estimate_k as ek
+    from scfuse.models._preprocess import Preprocessor, resolve_mask_var
+
+    cls = scfuse.models.get_model_class(method)
+    counts = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    pre = Preprocessor(n_top_genes=cls.n_top_genes, input_transform=cls.input_transform, min_cells=cls.min_cells)
+    pre.fit(counts, adata.var_names, resolve_mask_var(adata, "highly_variable")[0])
+    logx = pre.transform(counts)[0]
+    return ek.data_view(logx[ek.score_subsample(adata.n_obs, seed)], random_state=seed)
+
+
 def leiden_scan(graph, grid, seed: int) -> dict[float, np.ndarray]:
     from scfuse._utils._estimate_k import leiden_on_embedding
 
@@ -107,6 +125,7 @@ def main(argv=None) -> None:
         help="starts with the true k (given_k_start values), rows given_k_<rule>",
     )
     ap.add_argument("--no-pca", action="store_true", help="skip the PCA rows")
+    ap.add_argument("--data-view", action="store_true", help="also the scan scored on the data view")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default="benchmarks/cache", help="folder for the start embeddings (.npz)")
     ap.add_argument("--out", default=None)
@@ -141,6 +160,11 @@ def main(argv=None) -> None:
                     starts[f"resolution_{res:g}"] = ek.leiden_on_embedding(
                         resolution=res, graph=graph, random_state=seed
                     )
+                if rep != "pca" and args.data_view:
+                    view = data_view_of(adata, rep, seed)
+                    starts["silhouette_data_view"] = ek.choose_resolution(
+                        z, metric=metric, random_state=seed, graph=graph, view=view
+                    )[1]
                 if rep != "pca":
                     for rule in args.given_k_rules:
                         starts[f"given_k_{rule}"] = ek.initial_clusters(
