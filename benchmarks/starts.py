@@ -79,18 +79,16 @@ def start_embedding(adata, method: str, seed: int, cache: Path) -> np.ndarray:
 
 def data_view_of(adata, method: str, seed: int) -> np.ndarray:
     """The data view that ``method``'s k scan scores on (``k_scan_view="data"``), without a batch key."""
-    import scipy.sparse as sp
-
     import scfuse
     from scfuse._utils import _estimate_k as ek
+    from scfuse._utils._validate import get_counts
     from scfuse.models._preprocess import Preprocessor, resolve_mask_var
 
     cls = scfuse.models.get_model_class(method)
-    counts = sp.csr_matrix(adata.layers["counts"] if "counts" in adata.layers else adata.X)
+    counts = get_counts(adata, "counts")[0]
     pre = Preprocessor(n_top_genes=cls.n_top_genes, input_transform=cls.input_transform, min_cells=cls.min_cells)
     pre.fit(counts, adata.var_names, resolve_mask_var(adata, "highly_variable")[0])
-    logx = pre.transform(counts)[0]
-    return ek.data_view(logx[ek.score_subsample(adata.n_obs, seed)], random_state=seed)
+    return ek.data_view(pre.transform(counts)[0], random_state=seed)
 
 
 def leiden_scan(graph, grid, seed: int) -> dict[float, np.ndarray]:

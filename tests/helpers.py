@@ -15,6 +15,20 @@ import scfuse
 FAST = {"pretrain_epochs": 3, "max_epochs": 2, "progress_bar": False}
 
 
+def record_calls(monkeypatch, owner, name: str) -> list[int]:
+    """Wrap ``owner.name`` (a function of a matrix) so that each call appends its first argument's row count to
+    the returned list; the wrapped function still runs."""
+    calls: list[int] = []
+    real = getattr(owner, name)
+
+    def recording(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls
+
+
 def cluster_simulated_groups(method: str, graph: str | None = "knn", **kwargs):
     """600 simulated cells in 4 well-separated groups, clustered by ``method`` with k = 4.
 

@@ -11,6 +11,7 @@ from helpers import (
     assert_same_seed_same_result,
     assert_unchanged,
     cluster_simulated_groups,
+    record_calls,
     snapshot,
 )
 
@@ -211,19 +212,12 @@ def test_k_scan_view(sim, monkeypatch):
     import scfuse._utils._estimate_k as ek
     from scfuse.models import _base
 
-    views = []
-    real = ek.data_view
-
-    def counting(*args, **kwargs):
-        views.append(args[0].shape[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_base, "data_view", counting)
+    views = record_calls(monkeypatch, _base, "data_view")
     a = scfuse.tl.cluster(sim, copy=True, **FAST)
     assert views == [] and a.uns["attentionae"]["params"]["model_kwargs"]["k_scan_view"] == "embedding"
     b = scfuse.tl.cluster(sim, copy=True, k_scan_view="data", **FAST)
     assert b.uns["attentionae"]["params"]["model_kwargs"]["k_scan_view"] == "data"
-    assert views == [min(sim.n_obs, ek.MAX_SCORE_CELLS)]
+    assert views == [sim.n_obs]  # one view per fit
     scan = b.uns["attentionae"]["params"]["silhouette_scan"]
     assert len(scan) == len(ek.RESOLUTION_GRID)
     assert not np.allclose(scan, a.uns["attentionae"]["params"]["silhouette_scan"])

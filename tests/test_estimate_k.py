@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import record_calls
 from sklearn.metrics import adjusted_rand_score
 
 from scfuse._utils._estimate_k import (
@@ -165,14 +166,7 @@ def test_scan_builds_one_knn(monkeypatch):
     """The k scan searches the embedding's neighbours once, whatever the number of resolutions."""
     import scfuse._utils._graph as graph_utils
 
-    calls = []
-    real = graph_utils.knn_search
-
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(graph_utils, "knn_search", counting)
+    calls = record_calls(monkeypatch, graph_utils, "knn_search")
     z, _ = _blobs([100, 100, 100])
     _, _, scan = choose_resolution(z)
     assert len(scan) > 1 and calls == [300]
@@ -270,6 +264,8 @@ def test_data_view_centres_batches_and_is_seeded():
     plain = ek.data_view(x, n_comps=10)
     assert plain.shape == (400, 10) and plain.dtype == np.float32
     np.testing.assert_array_equal(plain, ek.data_view(x, n_comps=10))
+    big = sp.csr_matrix(rng.normal(size=(ek.MAX_SCORE_CELLS + 500, 30)).astype(np.float32))
+    assert ek.data_view(big, n_comps=10).shape == (ek.MAX_SCORE_CELLS, 10)  # only the scored cells
     assert silhouette_score(plain, batches) > silhouette_score(plain, groups)  # the shift dominates
     centred = ek.data_view(x, batches=batches, n_comps=10)
     assert silhouette_score(centred, groups) > 0.15 > 0.01 > silhouette_score(centred, batches)

@@ -122,26 +122,30 @@ K_SCAN_VIEWS = ("data", "embedding")
 DATA_VIEW_COMPONENTS = 50
 
 
-def check_k_scan_view(value: str) -> None:
-    if value not in K_SCAN_VIEWS:
-        raise ValueError(f"k_scan_view must be one of {K_SCAN_VIEWS}, got {value!r}.")
+def check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
+    """A clear error when ``value`` (the argument ``name``) is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
 
 
 def data_view(
-    logx_rows, *, batches: np.ndarray | None = None, n_comps: int = DATA_VIEW_COMPONENTS, random_state: int = 0
+    logx, *, batches: np.ndarray | None = None, n_comps: int = DATA_VIEW_COMPONENTS, random_state: int = 0
 ) -> np.ndarray:
-    """The model-independent view of some cells in which the k scan judges partitions.
+    """The model-independent view in which the k scan judges partitions, of the cells it scores.
 
-    ``logx_rows``: log-normalised counts of the model's genes of those cells (sparse or dense, at most
-    :data:`MAX_SCORE_CELLS` rows, as :func:`score_subsample` picks them). Each gene is centred (within each batch
-    when ``batches``, the batch codes of those cells, is given) and scaled to unit variance, then projected on
-    its first ``n_comps`` principal components: scanpy's ``scale`` and ``pca`` on the subsample. Dense only for
-    these rows.
+    ``logx``: log-normalised counts of the model's genes of all cells (sparse or dense); ``batches``: their batch
+    codes, or ``None``. Only the rows of :func:`score_subsample` (at most :data:`MAX_SCORE_CELLS`, in that order)
+    are made dense: each gene is centred (within each batch when ``batches`` is given) and scaled to unit
+    variance, then projected on its first ``n_comps`` principal components (scanpy's ``scale`` and ``pca`` on the
+    subsample).
     """
     from sklearn.decomposition import PCA
 
-    x = logx_rows.toarray() if hasattr(logx_rows, "toarray") else np.array(logx_rows)
+    sub = score_subsample(logx.shape[0], random_state)
+    rows = logx[sub]
+    x = rows.toarray() if hasattr(rows, "toarray") else np.array(rows)
     x = x.astype(np.float64, copy=False)
+    batches = None if batches is None else np.asarray(batches)[sub]
     if batches is not None:
         for b in np.unique(batches):
             rows = batches == b
@@ -222,8 +226,7 @@ def choose_resolution(
     the silhouettes are then Euclidean silhouettes there instead of ``metric`` silhouettes on ``z``. Returns the
     chosen resolution, its labels and the whole scan.
     """
-    if rule not in K_RULES:
-        raise ValueError(f"rule must be one of {K_RULES}, got {rule!r}.")
+    check_choice(rule, K_RULES, "rule")
     sub = _subsample(z.shape[0], max_cells, random_state)
     scored, score_metric = z[sub], metric
     if view is not None:
@@ -500,11 +503,6 @@ def start_by_assignment(
     return chosen, {f"assigned_silhouette_{name}": sc for name, sc in scores.items()}
 
 
-def check_given_k_start(value: str) -> None:
-    if value not in GIVEN_K_STARTS:
-        raise ValueError(f"given_k_start must be one of {GIVEN_K_STARTS}, got {value!r}.")
-
-
 def initial_clusters(
     z: np.ndarray,
     n_clusters: int | None,
@@ -532,7 +530,7 @@ def initial_clusters(
     """
     from sklearn.cluster import KMeans
 
-    check_given_k_start(given_k_start)
+    check_choice(given_k_start, GIVEN_K_STARTS, "given_k_start")
     info: dict = {}
     if n_clusters is not None and given_k_start == "centres":
         leiden, leiden_info = _leiden_start(z, resolution, random_state, min_size, batches)

@@ -11,7 +11,7 @@ from scanpy import logging as logg
 
 from scfuse._docs import doc_params, doc_train
 from scfuse._utils._device import resolve_device
-from scfuse._utils._estimate_k import data_view, initial_clusters, score_subsample
+from scfuse._utils._estimate_k import data_view, initial_clusters
 from scfuse._utils._random import deterministic_algorithms, resolve_seed, seed_everything, torch_threads
 from scfuse._utils._validate import batch_codes, check_adata, check_n_clusters, check_positive_int, get_counts
 
@@ -263,9 +263,7 @@ class FusionModel(MethodDefaults, ScheduleMixin, NewCellsMixin, SaveLoadMixin):
         ):
             return None
         if getattr(self, "_data_view", None) is None:
-            sub = score_subsample(self.data.n, self.random_state)
-            batches = None if self.batches is None else self.batches[sub]
-            self._data_view = data_view(self.data.logx[sub], batches=batches, random_state=self.random_state)
+            self._data_view = data_view(self.data.logx, batches=self.batches, random_state=self.random_state)
         return self._data_view
 
     # ------------------------------------------------------------------ inference

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from scfuse._utils._estimate_k import check_given_k_start, check_k_scan_view
+from scfuse._utils._estimate_k import GIVEN_K_STARTS, K_SCAN_VIEWS, check_choice
 from scfuse._utils._validate import check_positive_int
 from scfuse.nn import AdaptiveFuzzyKMeans
 
@@ -26,8 +26,8 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         check_positive_int(self.min_cluster_size, "min_cluster_size")
-        check_given_k_start(self.given_k_start)
-        check_k_scan_view(self.k_scan_view)
+        check_choice(self.given_k_start, GIVEN_K_STARTS, "given_k_start")
+        check_choice(self.k_scan_view, K_SCAN_VIEWS, "k_scan_view")
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
