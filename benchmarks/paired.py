@@ -17,42 +17,46 @@ import argparse
 import io
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-KEY = ["method", "k_mode", "dataset", "seed"]
-HARNESS_FILE = re.compile(
-    r"[a-z]+_s\d+\.tsv"
-)  # run.py's files; robustness, starts and other files are not harness rows
+sys.path.insert(0, str(Path(__file__).parent))
+from report import RUN_KEY
+from report import read_rows as read_tsvs
+
+# run.py's files ({method}_s{seed}.tsv); robustness, starts and other result files are not harness rows
+HARNESS_FILE = re.compile(r"[a-z]+_s\d+\.tsv")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
 def read_rows(source: str, method: str | None = None) -> pd.DataFrame:
-    """Harness rows (``{method}_s{seed}.tsv`` files) of a folder or of ``benchmarks/results`` at a git revision."""
+    """Harness rows of a folder or of ``benchmarks/results`` at a git revision (``git:REV``)."""
     if source.startswith("git:"):
         rev = source[4:]
-        names = subprocess.run(
-            ["git", "ls-tree", "--name-only", f"{rev}:benchmarks/results"], capture_output=True, text=True, check=True
-        ).stdout.split()
-        texts = [
-            subprocess.run(
-                ["git", "show", f"{rev}:benchmarks/results/{n}"], capture_output=True, text=True, check=True
-            ).stdout
-            for n in names
-            if HARNESS_FILE.fullmatch(n)
-        ]
+        names = _git("ls-tree", "--name-only", f"{rev}:benchmarks/results").split()
+        files = [io.StringIO(_git("show", f"{rev}:benchmarks/results/{n}")) for n in names if HARNESS_FILE.fullmatch(n)]
     else:
-        texts = [p.read_text() for p in sorted(Path(source).glob("*.tsv")) if HARNESS_FILE.fullmatch(p.name)]
-    frames = [pd.read_csv(io.StringIO(t), sep="\t") for t in texts]
-    frames = [f for f in frames if set(KEY + ["ari"]) <= set(f.columns)]
-    df = pd.concat(frames, ignore_index=True).drop_duplicates(subset=KEY, keep="last")
+        files = [p for p in sorted(Path(source).glob("*.tsv")) if HARNESS_FILE.fullmatch(p.name)]
+    df = read_tsvs(files)
     return df[df["method"] == method] if method else df
 
 
+def _mean_over_datasets(ari: pd.Series) -> float:
+    """Mean over datasets of the mean over seeds, as the tables of docs/benchmarks.md."""
+    return float(ari.groupby(level="dataset").mean().mean())
+
+
 def compare(old: pd.DataFrame, new: pd.DataFrame, n_perm: int = 20000, seed: int = 0) -> pd.DataFrame:
-    """One row per (method, k_mode) with the paired runs of both sets."""
-    both = old.set_index(KEY)["ari"].to_frame("old").join(new.set_index(KEY)["ari"].to_frame("new"), how="inner")
+    """One row per (method, k_mode) over the runs present in both sets (``RUN_KEY`` and ``ari`` columns)."""
+    both = (
+        old.set_index(RUN_KEY)["ari"].to_frame("old").join(new.set_index(RUN_KEY)["ari"].to_frame("new"), how="inner")
+    )
     rng = np.random.default_rng(seed)
     out = []
     for (method, k_mode), g in both.groupby(level=["method", "k_mode"]):
@@ -66,14 +70,13 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, n_perm: int = 20000, seed: int
         observed = float((weight * d).sum())
         flips = rng.choice([-1.0, 1.0], size=(n_perm, d.size))
         p = float((np.abs(flips @ (weight * d)) >= abs(observed) - 1e-12).mean())
-        mean_of = lambda s: s.groupby(level="dataset").mean().mean()
         out.append(
             {
                 "method": method,
                 "k_mode": k_mode,
                 "runs": d.size,
-                "old": mean_of(g["old"]),
-                "new": mean_of(g["new"]),
+                "old": _mean_over_datasets(g["old"]),
+                "new": _mean_over_datasets(g["new"]),
                 "delta": observed,
                 "se": se,
                 "p_signflip": p,

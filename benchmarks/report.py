@@ -9,10 +9,18 @@ import sys
 
 import pandas as pd
 
+#: one harness run; a later row with the same key replaces an earlier one
+RUN_KEY = ["method", "k_mode", "dataset", "seed"]
+
+
+def read_rows(sources) -> pd.DataFrame:
+    """The harness rows of TSV files (paths or text buffers), one per run: the last row of each run is kept."""
+    df = pd.concat([pd.read_csv(s, sep="\t") for s in sources], ignore_index=True)
+    return df.drop_duplicates(subset=RUN_KEY, keep="last")
+
 
 def main(paths: list[str]) -> None:
-    df = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
-    df = df.drop_duplicates(subset=["method", "k_mode", "dataset", "seed"], keep="last")
+    df = read_rows(paths)
     per = (
         df.groupby(["method", "k_mode", "dataset"])
         .agg(

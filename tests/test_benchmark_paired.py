@@ -15,7 +15,7 @@ _spec.loader.exec_module(paired)
 def _rows(ari):
     # two datasets x three seeds of one method and k mode
     keys = [("m", "true_k", ds, s) for ds in ("a", "b") for s in range(3)]
-    return pd.DataFrame([(*k, v) for k, v in zip(keys, ari, strict=True)], columns=paired.KEY + ["ari"])
+    return pd.DataFrame([(*k, v) for k, v in zip(keys, ari, strict=True)], columns=paired.RUN_KEY + ["ari"])
 
 
 def test_paired_delta_se_and_p():
