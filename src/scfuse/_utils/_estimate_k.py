@@ -142,14 +142,14 @@ def data_view(
     from sklearn.decomposition import PCA
 
     sub = score_subsample(logx.shape[0], random_state)
-    rows = logx[sub]
-    x = rows.toarray() if hasattr(rows, "toarray") else np.array(rows)
+    scored = logx[sub]
+    x = scored.toarray() if hasattr(scored, "toarray") else np.array(scored)
     x = x.astype(np.float64, copy=False)
-    batches = None if batches is None else np.asarray(batches)[sub]
     if batches is not None:
+        batches = np.asarray(batches)[sub]
         for b in np.unique(batches):
-            rows = batches == b
-            x[rows] -= x[rows].mean(axis=0)
+            in_batch = batches == b
+            x[in_batch] -= x[in_batch].mean(axis=0)
     x -= x.mean(axis=0)
     sd = x.std(axis=0)
     sd[sd == 0] = 1.0
