@@ -68,6 +68,7 @@ def test_bad_input_exits_2_subprocess(tmp_path):
         (["--method", "scdefer", "--n-clusters", "500"], "--n-clusters 500 exceeds the number of cells (200)"),
         (["--method", "scdefer", "--layer", "raw"], "Layer 'raw' not found in adata.layers"),
         (["--method", "scdefer", "--resolution", "-1"], "invalid resolution '-1'"),
+        (["--method", "scdefer", "--n-fits", "0"], "invalid number of fits '0'"),
         (["--method", "scdefer", "--batch-key", "donor"], "batch_key='donor' is not a column of adata.obs"),
         (["--method"], "expected one argument"),
     ],
@@ -96,6 +97,16 @@ def test_batch_key(tmp_path):
     result = ad.read_h5ad(out)
     assert result.uns["scdefer"]["params"]["batch_key"] == "donor"
     assert result.uns["scfuse"]["params"]["batch_key"] == "donor"  # the graph is batch-balanced
+
+
+def test_n_fits(h5ad, tmp_path):
+    out = tmp_path / "out.h5ad"
+    args = ["cluster", str(h5ad), "-o", str(out), "--method", "scdefer", "--n-fits", "3", "--seed", "2",
+            "--pretrain-epochs", "2", "--max-epochs", "1", "-q"]  # fmt: skip
+    assert main(args) == 0
+    params = ad.read_h5ad(out).uns["scdefer"]["params"]
+    assert params["n_fits"] == 3 and list(params["fit_seeds"]) == [2, 3, 4]
+    assert params["random_state"] == 2 + params["fit_chosen"]
 
 
 def test_not_an_h5ad_exits_2(tmp_path, capsys):

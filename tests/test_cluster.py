@@ -85,6 +85,60 @@ def test_copy_and_key_added(sim):
     assert "attentionae" not in out.obs
 
 
+def test_n_fits_keeps_the_most_typical_fit(sim, monkeypatch):
+    from scfuse._utils import _estimate_k as ek
+
+    seen = []
+    original = ek.agreement
+
+    def spy(partitions):
+        seen.append([np.asarray(p).copy() for p in partitions])
+        return original(partitions)
+
+    monkeypatch.setattr(ek, "agreement", spy)
+    a = sim.copy()
+    scfuse.tl.cluster(a, random_state=5, n_fits=3, **FAST)
+    p = a.uns["attentionae"]["params"]
+    assert p["n_fits"] == 3 and list(p["fit_seeds"]) == [5, 6, 7]
+    (labels,) = seen  # one agreement over the three fits' labels
+    agree = original(labels)
+    np.testing.assert_allclose(p["fit_agreement"], np.round(agree, 4))
+    assert p["fit_chosen"] == int(np.argmax(agree)) and p["random_state"] == 5 + p["fit_chosen"]
+    # each value is the fit's mean ARI to the two others
+    from sklearn.metrics import adjusted_rand_score
+
+    assert agree[0] == pytest.approx(
+        (adjusted_rand_score(labels[0], labels[1]) + adjusted_rand_score(labels[0], labels[2])) / 2
+    )
+    # the kept fit is the single fit with its seed: same labels and embedding
+    b = sim.copy()
+    scfuse.tl.cluster(b, random_state=p["random_state"], **FAST)
+    np.testing.assert_array_equal(a.obs["attentionae"], b.obs["attentionae"])
+    np.testing.assert_array_equal(a.obsm["X_attentionae"], b.obsm["X_attentionae"])
+    assert adjusted_rand_score(labels[p["fit_chosen"]], b.obs["attentionae"]) == 1.0
+    assert "n_fits" not in b.uns["attentionae"]["params"]
+
+
+def test_agreement_of_partitions():
+    from scfuse._utils._estimate_k import agreement
+
+    a, b = np.array([0, 0, 1, 1, 2, 2]), np.array([1, 1, 0, 0, 2, 2])  # b is a relabelled a
+    c = np.array([0, 1, 0, 1, 0, 1])
+    out = agreement([a, b, c])
+    assert out[0] == out[1] > out[2]  # the outlier c has the lowest agreement
+    np.testing.assert_allclose(out[0], (1.0 + out[2]) / 2)
+    with pytest.raises(ValueError, match="two partitions"):
+        agreement([a])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_error_bad_n_fits(sim, bad):
+    snap = snapshot(sim)
+    with pytest.raises(ValueError, match="n_fits"):
+        scfuse.tl.cluster(sim, n_fits=bad, **FAST)
+    assert_unchanged(sim, snap)
+
+
 def test_given_n_clusters(sim):
     scfuse.tl.cluster(sim, n_clusters=3, **FAST)
     p = sim.uns["attentionae"]["params"]

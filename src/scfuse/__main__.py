@@ -118,6 +118,7 @@ def _cluster(args: argparse.Namespace) -> int:
             pretrain_epochs=args.pretrain_epochs,
             max_epochs=args.max_epochs,
             random_state=args.seed,
+            n_fits=args.n_fits,
             accelerator=args.accelerator,
         )
     except (ValueError, KeyError, TypeError) as err:  # scfuse's input checks (run before training)
@@ -196,6 +197,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--layer", default="counts", help="layer with raw counts; X for adata.X (default: counts)")
     c.add_argument("--batch-key", metavar="B", help="obs column naming each cell's sample: a batch-balanced graph")
     c.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    c.add_argument(
+        "--n-fits",
+        type=_int_at_least(1, "number of fits"),
+        default=1,
+        metavar="N",
+        help="train N times (seeds SEED, SEED+1, ...) and keep the most typical fit (default: 1)",
+    )
     c.add_argument(
         "--resolution", type=_resolution, metavar="R", help="Leiden resolution when K is estimated, or 'scan'"
     )

@@ -187,14 +187,29 @@ def seed_stability(
     How reproducible the partition is. ``labels`` is the run with ``random_state``; the others use the following
     seeds.
     """
+    runs = [labels] + [
+        leiden_on_embedding(resolution=resolution, graph=graph, random_state=random_state + i) for i in range(1, n_runs)
+    ]
+    return float(np.mean(agreement(runs)))
+
+
+def agreement(partitions: list[np.ndarray]) -> np.ndarray:
+    """Each partition's mean ARI to the other partitions of the same cells (one value per partition).
+
+    The partition with the highest value is the most typical of the set (a medoid under ARI); the mean of all
+    values is the mean pairwise ARI.
+    """
     from itertools import combinations
 
     from sklearn.metrics import adjusted_rand_score
 
-    runs = [labels] + [
-        leiden_on_embedding(resolution=resolution, graph=graph, random_state=random_state + i) for i in range(1, n_runs)
-    ]
-    return float(np.mean([adjusted_rand_score(a, b) for a, b in combinations(runs, 2)]))
+    m = len(partitions)
+    if m < 2:
+        raise ValueError(f"agreement needs at least two partitions, got {m}.")
+    ari = np.eye(m)
+    for i, j in combinations(range(m), 2):
+        ari[i, j] = ari[j, i] = adjusted_rand_score(partitions[i], partitions[j])
+    return (ari.sum(axis=1) - 1.0) / (m - 1)
 
 
 def choose_resolution(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -8,10 +9,12 @@ from scanpy import logging as logg
 
 from scfuse._docs import doc_params, doc_train
 from scfuse._keys import ClusterKeys
-from scfuse._utils._validate import check_adata
+from scfuse._utils._validate import check_adata, check_positive_int
 from scfuse.models import registered_methods
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anndata import AnnData
 
     from scfuse.models import FusionModel
@@ -156,6 +159,36 @@ def _write_trained(adata: AnnData, model: FusionModel, key: str, *, copy: bool, 
     return target if copy else None
 
 
+def _train_fits(make: Callable[..., FusionModel], training: dict, n_fits: int, random_state: int | None) -> FusionModel:
+    """Train ``n_fits`` models (``make(random_state=seed)``, seeds ``random_state``, ``+ 1``, ...); keep the most typical."""
+    fits = []
+    for i in range(n_fits):
+        seed = random_state if i == 0 else fits[0].random_state + i  # the first fit validates and resolves it
+        if n_fits > 1:
+            logg.info(f"    fit {i + 1} of {n_fits} (random_state={seed})")
+        fits.append(make(random_state=seed).train(**training))
+    return fits[0] if n_fits == 1 else _most_typical(fits)
+
+
+def _most_typical(fits: list[FusionModel]) -> FusionModel:
+    """The fit whose labels agree best (mean ARI) with the other fits' labels; the choice goes into its record."""
+    from scfuse._utils._estimate_k import agreement
+
+    agree = agreement([fit.outputs(None)["labels"] for fit in fits])
+    chosen = int(np.argmax(agree))  # ties keep the first fit
+    model = fits[chosen]
+    model.train_params.update(
+        {
+            "n_fits": len(fits),
+            "fit_seeds": [fit.random_state for fit in fits],
+            "fit_agreement": [round(float(a), 4) for a in agree],
+            "fit_chosen": chosen,
+        }
+    )
+    logg.info(f"    kept fit {chosen + 1} of {len(fits)}: mean ARI {agree[chosen]:.3f} to the other fits")
+    return model
+
+
 @doc_params(doc_train=doc_train, doc_methods=_methods_doc())
 def cluster(
     adata: AnnData,
@@ -176,6 +209,7 @@ def cluster(
     learning_rate: float | None = None,
     tol: float = 1e-3,
     random_state: int | None = 0,
+    n_fits: int = 1,
     accelerator: str = "auto",
     devices: int | str = "auto",
     progress_bar: bool | None = None,
@@ -256,6 +290,16 @@ def cluster(
         Seed of everything random (python, numpy, torch). Results are identical for a seed on CPU with the same
         number of torch threads (recorded as ``params["torch_threads"]``; pin it with
         :attr:`scfuse.settings.n_threads`); GPU kernels are not bit-exact.
+    n_fits
+        Train the model this many times, with seeds ``random_state``, ``random_state + 1``, ... (``None``:
+        from :attr:`scfuse.settings.seed`), and keep the
+        most typical fit: the one whose labels have the highest mean adjusted Rand index to the other fits'
+        labels (no cell-type labels are read). A fit that lands in an unusual partition is outvoted, so results
+        move less with the seed; time and the memory of the trained models grow ``n_fits`` times. Use an odd
+        number, 3 or more (with 2 the agreement ties and the first fit is kept). Each fit's seed and agreement,
+        and which was kept, are recorded as ``params["fit_seeds"]``, ``params["fit_agreement"]`` and
+        ``params["fit_chosen"]``; ``params["random_state"]`` is the kept fit's seed, so ``n_fits=1`` with that
+        seed gives the same result. The default, 1, trains once (docs/benchmarks.md measures both).
     {doc_train}
     return_model
         Also return the trained model (for :func:`transfer`, ``save``/``load``).
@@ -299,7 +343,8 @@ def cluster(
     if not isinstance(key, str) or not key:
         raise ValueError(f"key_added must be a non-empty string, got {key_added!r}.")
 
-    model = klass(
+    make = partial(
+        klass,
         adata,
         n_clusters=n_clusters,
         resolution=resolution,
@@ -309,19 +354,19 @@ def cluster(
         n_top_genes=n_top_genes,
         mask_var=mask_var,
         batch_key=batch_key,
-        random_state=random_state,
         **method_kwargs,
     )
-    model.train(
-        max_epochs,
-        pretrain_epochs=pretrain_epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        tol=tol,
-        accelerator=accelerator,
-        devices=devices,
-        progress_bar=progress_bar,
-    )
+    training = {
+        "max_epochs": max_epochs,
+        "pretrain_epochs": pretrain_epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "tol": tol,
+        "accelerator": accelerator,
+        "devices": devices,
+        "progress_bar": progress_bar,
+    }
+    model = _train_fits(make, training, check_positive_int(n_fits, "n_fits"), random_state)
     result = _write_trained(adata, model, key, copy=copy, start=start)
     return (result, model) if return_model else result
 
