@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
 import scenarios
-from run import LABEL_KEY, _leiden, leiden_to_true_k
+from run import LABEL_KEY, _leiden, leiden_to_true_k, scores
 
 N_NEIGHBORS = 15
 
@@ -48,7 +48,8 @@ def coassociation_graph(runs: list[dict], seed: int):
     for r in runs:
         idx, _ = knn_search(r["z"].astype(np.float32), N_NEIGHBORS, metric="cosine", random_state=seed)
         edges.append(sp.coo_matrix((np.ones(idx.size), (np.repeat(np.arange(n), idx.shape[1]), idx.ravel())), (n, n)))
-    union = sp.triu(sum(edges) + sum(edges).T, k=1).tocoo()
+    both = sum(edges)
+    union = sp.triu(both + both.T, k=1).tocoo()
     weight = np.mean([r["head"][union.row] == r["head"][union.col] for r in runs], axis=0)
     keep = weight > 0
     w = sp.coo_matrix((weight[keep], (union.row[keep], union.col[keep])), (n, n)).tocsr()
@@ -74,14 +75,8 @@ def combine(runs: list[dict], seed: int) -> dict[str, np.ndarray]:
 
 
 def score(truth: np.ndarray, labels: np.ndarray, row: dict) -> dict:
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    return {
-        **row,
-        "ari": adjusted_rand_score(truth, labels),
-        "nmi": normalized_mutual_info_score(truth, labels),
-        "n_clusters": int(np.unique(labels).size),
-    }
+    ari, nmi = scores(truth, labels)
+    return {**row, "ari": ari, "nmi": nmi, "n_clusters": int(np.unique(labels).size)}
 
 
 def main(argv=None) -> None:
